@@ -1,0 +1,58 @@
+"""Backbones: feature extractors mapping ``[N, C, H, W]`` images to ``[N, D]`` features.
+
+``create_backbone(name, in_channels=..., image_size=...)`` builds one; every backbone has ``out_features``.
+Names: ``conv4``, ``resnet12``, and ``timm:<model>`` for any timm model (randomly initialised).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+BackboneFactory = Callable[..., nn.Module]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+
+
+def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Decorator registering ``factory(in_channels=..., image_size=..., **options) -> nn.Module``."""
+    return BACKBONES.register(name)
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    _import_builtin()
+    return BACKBONES.names(pattern)
+
+
+def create_backbone(name: str, in_channels: int = 1, image_size: int = 28, **options) -> nn.Module:
+    """Build backbone ``name`` for images of ``in_channels`` channels and ``image_size`` pixels a side."""
+    _import_builtin()
+    if name.startswith("timm:"):
+        from .timm_adapter import create_timm_backbone
+
+        model = create_timm_backbone(name[len("timm:"):], in_channels=in_channels, image_size=image_size, **options)
+    else:
+        model = BACKBONES.get(name)(in_channels=in_channels, image_size=image_size, **options)
+    if not hasattr(model, "out_features"):
+        model.out_features = feature_size(model, in_channels, image_size)
+    return model
+
+
+@torch.no_grad()
+def feature_size(model: nn.Module, in_channels: int, image_size: int) -> int:
+    """The width of ``model``'s output for one image (found by running it once, in eval mode)."""
+    was_training = model.training
+    model.eval()
+    out = model(torch.zeros(1, in_channels, image_size, image_size))
+    model.train(was_training)
+    return int(out.reshape(1, -1).shape[1])
+
+
+def _import_builtin() -> None:
+    from . import conv4, resnet12  # noqa: F401
+    try:
+        from . import pretrained  # noqa: F401
+    except ImportError:  # pragma: no cover - the pretrained module is optional while it is being written
+        pass

@@ -1,0 +1,57 @@
+"""The dataset registry: ``list_datasets()`` and ``load_dataset(name, split, root=...)``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..registry import Registry
+from .dataset import ClassDataset
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetLoader(Protocol):
+    def __call__(self, split: str, root: Path, **options) -> ClassDataset: ...
+
+
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Decorator registering ``loader(split, root, **options) -> ClassDataset`` under ``name``."""
+    return DATASETS.register(name)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    _import_builtin_loaders()
+    return DATASETS.names(pattern)
+
+
+def default_data_root() -> Path:
+    """``$FEWSHOT_DATA`` if set, else the user cache directory (``$XDG_CACHE_HOME/fewshot`` or ``~/.cache/fewshot``)."""
+    if os.environ.get("FEWSHOT_DATA"):
+        return Path(os.environ["FEWSHOT_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "fewshot"
+
+
+def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: the given one (``--data-root``), then ``$FEWSHOT_DATA``, then the user cache directory."""
+    return Path(root).expanduser() if root is not None else default_data_root()
+
+
+def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, **options) -> ClassDataset:
+    """Load split ``split`` of dataset ``name``; a ``name`` that is a directory loads a folder of class folders."""
+    _import_builtin_loaders()
+    if name not in DATASETS and (os.sep in name or Path(name).is_dir()):
+        from .folder import load_image_folder
+
+        return load_image_folder(Path(name), split, **options)
+    loader = DATASETS.get(name)
+    return loader(split, resolve_data_root(root), **options)
+
+
+def _import_builtin_loaders() -> None:
+    # Imported lazily so that `import fewshot` stays quick and loaders may import heavy modules.
+    from . import folder, omniglot, synthetic  # noqa: F401

@@ -1,0 +1,150 @@
+"""Plain fine-tuning, the baseline every table compares against (Chen et al. 2019, "A Closer Look at Few-shot
+Classification": Baseline).
+
+The backbone is pre-trained with cross-entropy over all base classes (``train_kind = "supervised"``). Per test
+episode a new linear head is trained on the support set: ``finetune`` keeps the backbone frozen (Chen's Baseline),
+``finetune-full`` also updates every backbone weight for a few steps. Both are batched over episodes: the loss of a
+batch is the sum of per-episode losses and every episode has its own parameters (for full fine-tuning, stacked
+copies of the backbone's weights driven through ``torch.func.vmap``), so no episode influences another and no
+Python loop runs over episodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call, grad, vmap
+
+from .base import FewShotMethod, register_method
+
+Params = dict[str, Tensor]
+
+
+class BatchedAdam:
+    """Adam over a dict of per-episode parameter tensors; element-wise, so episodes never interact."""
+
+    def __init__(self, lr: dict[str, float], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.t = 0
+        self.m: Params = {}
+        self.v: Params = {}
+
+    def step(self, params: Params, grads: Params) -> Params:
+        self.t += 1
+        b1, b2 = self.betas
+        out = {}
+        for k, p in params.items():
+            g = grads[k] + self.weight_decay * p if self.weight_decay else grads[k]
+            self.m[k] = b1 * self.m.get(k, torch.zeros_like(p)) + (1 - b1) * g
+            self.v[k] = b2 * self.v.get(k, torch.zeros_like(p)) + (1 - b2) * g * g
+            m_hat = self.m[k] / (1 - b1 ** self.t)
+            v_hat = self.v[k] / (1 - b2 ** self.t)
+            out[k] = p - self.lr[k] * m_hat / (v_hat.sqrt() + self.eps)
+        return out
+
+
+def head_loss(head: Params, features: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy of one episode's linear head on its support features ``[S, D]``."""
+    return F.cross_entropy(features @ head["weight"].T + head["bias"], labels)
+
+
+def zero_heads(episodes: int, ways: int, dim: int, like: Tensor) -> Params:
+    # A zero start makes the result independent of any random draw (the problem is convex in the head).
+    return {"weight": like.new_zeros(episodes, ways, dim), "bias": like.new_zeros(episodes, ways)}
+
+
+@dataclass
+class FineTuneConfig:
+    """Per-episode training of the new head: Adam, ``steps`` full-batch steps on the support set."""
+
+    steps: int = 100
+    lr: float = 0.01
+    weight_decay: float = 1e-3
+
+
+@register_method("finetune")
+class FineTune(FewShotMethod):
+    """Chen et al. 2019's Baseline: supervised pre-training, then a linear head per episode on frozen features."""
+
+    paper = "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification (Baseline)"
+    train_kind = "supervised"
+    frozen_features = True
+    eval_batch_size = 100
+    Config = FineTuneConfig
+
+    def logits_from_features(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
+        head = fit_heads(support, support_labels, ways, self.config)
+        return torch.einsum("eqd,ewd->eqw", query, head["weight"]) + head["bias"].unsqueeze(1)
+
+
+def fit_heads(support: Tensor, support_labels: Tensor, ways: int, config: FineTuneConfig) -> Params:
+    """One linear head per episode ``{weight: [E, ways, D], bias: [E, ways]}`` trained on the support features."""
+    support = support.detach()
+    head = zero_heads(support.shape[0], ways, support.shape[-1], support)
+    optimiser = BatchedAdam({"weight": config.lr, "bias": config.lr}, weight_decay=config.weight_decay)
+    head_grads = vmap(grad(head_loss))
+    for _ in range(config.steps):
+        head = optimiser.step(head, head_grads(head, support, support_labels))
+    return head
+
+
+@dataclass
+class FullFineTuneConfig:
+    """Per-episode training of head and backbone: Adam for ``steps`` steps, a smaller rate for the backbone."""
+
+    steps: int = 10
+    lr: float = 0.01
+    backbone_lr: float = 1e-4
+    weight_decay: float = 1e-3
+    head_warmup_steps: int = 100   # head-only steps on frozen features first, so the backbone sees a useful head
+
+
+@register_method("finetune-full")
+class FullFineTune(FewShotMethod):
+    """Supervised pre-training, then per episode a linear head and all backbone weights trained on the support.
+
+    Batch norm uses the running statistics from pre-training (eval mode) during adaptation: support sets of a few
+    images give poor batch statistics, and eval-mode normalisation keeps episodes independent under ``vmap``.
+    """
+
+    paper = "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification (fine-tuning)"
+    train_kind = "supervised"
+    frozen_features = False
+    eval_batch_size = 10
+    Config = FullFineTuneConfig
+
+    def forward(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
+        self.backbone.eval()
+        cfg = self.config
+        episodes = support.shape[0]
+        base = {k: v.detach() for k, v in self.backbone.named_parameters()}
+        buffers = {k: v for k, v in self.backbone.named_buffers()}
+
+        def features(params: Params, images: Tensor) -> Tensor:
+            return functional_call(self.backbone, (params, buffers), (images,))
+
+        with torch.no_grad():
+            start = torch.func.vmap(features, in_dims=(None, 0))(base, support)
+        head = fit_heads(start, support_labels, ways,
+                         FineTuneConfig(cfg.head_warmup_steps, cfg.lr, cfg.weight_decay))
+        params = {**{f"backbone.{k}": v.unsqueeze(0).expand(episodes, *v.shape).clone() for k, v in base.items()},
+                  **{f"head.{k}": v for k, v in head.items()}}
+
+        def loss(p: Params, images: Tensor, labels: Tensor) -> Tensor:
+            feats = features({k[9:]: v for k, v in p.items() if k.startswith("backbone.")}, images)
+            return head_loss({"weight": p["head.weight"], "bias": p["head.bias"]}, feats, labels)
+
+        lrs = {k: cfg.backbone_lr if k.startswith("backbone.") else cfg.lr for k in params}
+        optimiser = BatchedAdam(lrs, weight_decay=cfg.weight_decay)
+        step_grads: Callable = vmap(grad(loss))
+        with torch.enable_grad():
+            for _ in range(cfg.steps):
+                params = optimiser.step(params, step_grads(params, support, support_labels))
+        backbone_params = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
+        with torch.no_grad():
+            q = vmap(features)(backbone_params, query)
+        return torch.einsum("eqd,ewd->eqw", q, params["head.weight"]) + params["head.bias"].unsqueeze(1)

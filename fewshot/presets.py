@@ -1,0 +1,50 @@
+"""Training presets per dataset: the optimiser, learning rate, schedule and episode shape a method trains with.
+
+A method may override these with a classmethod ``preset(dataset, ways, shots) -> TrainConfig | None``.
+Presets are a starting point sized for this suite's defaults; the published-table specs in ``benchmarks/``
+state their own schedules.
+"""
+from __future__ import annotations
+
+from .train import TrainConfig
+
+# Episodic meta-training (ProtoNet-style). Omniglot follows Snell et al. 2017: 60-way training episodes with the
+# test shot count, 5 queries per class, Adam 1e-3 halved every 2000 episodes. Steps are what a CPU can afford.
+EPISODIC = {
+    "synthetic": TrainConfig(steps=800, lr=1e-3, lr_decay_every=400, ways=20, queries=5),
+    "omniglot": TrainConfig(steps=4000, lr=1e-3, lr_decay_every=2000, ways=60, queries=5),
+    "miniimagenet": TrainConfig(steps=20000, lr=1e-3, lr_decay_every=2000, ways=20, queries=15),
+    "default": TrainConfig(steps=2000, lr=1e-3, lr_decay_every=1000, ways=5, queries=15),
+}
+
+# Supervised pre-training over all base classes (Chen et al. 2019's Baseline).
+SUPERVISED = {
+    "synthetic": TrainConfig(steps=800, lr=1e-3, lr_decay_every=400, batch_size=64),
+    "omniglot": TrainConfig(steps=4000, lr=1e-3, lr_decay_every=2000, batch_size=64),
+    "miniimagenet": TrainConfig(steps=40000, lr=1e-3, lr_decay_every=10000, batch_size=64),
+    "default": TrainConfig(steps=2000, lr=1e-3, lr_decay_every=1000, batch_size=64),
+}
+
+
+def dataset_family(dataset: str) -> str:
+    """``omniglot`` for every Omniglot variant, ``synthetic``, ``miniimagenet``, else ``default``."""
+    name = dataset.lower()
+    for family in ("synthetic", "omniglot", "miniimagenet"):
+        if name.startswith(family):
+            return family
+    return "default"
+
+
+def train_preset(method_cls, dataset: str, ways: int, shots: int) -> TrainConfig:
+    """The training configuration of ``method_cls`` for ``dataset`` when evaluated ``ways``-way ``shots``-shot."""
+    custom = getattr(method_cls, "preset", None)
+    if custom is not None:
+        config = custom(dataset, ways, shots)
+        if config is not None:
+            return config
+    family = dataset_family(dataset)
+    if method_cls.train_kind == "supervised":
+        return SUPERVISED[family]
+    base = EPISODIC[family]
+    # Train with the test shot count and at least as many ways as at test.
+    return base.replace(shots=shots, ways=max(base.ways, ways))

@@ -1,0 +1,113 @@
+"""Runs one cell (method x dataset x setting): load data, build, train or reuse, evaluate, record.
+
+The command (:mod:`fewshot.bench`) and the published-table specs (:mod:`fewshot.reproduce`) both go through
+:class:`Runner`, which keeps loaded datasets and episode sets so that every method of a table is scored on the
+same episodes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbones import create_backbone
+from .data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
+from .evaluate import evaluate, resolve_device
+from .methods import create_method, method_class
+from .methods.base import FewShotMethod
+from .paths import cache_dir
+from .presets import train_preset
+from .results import RunRecord, environment, now
+from .train import TrainConfig, TrainReport, fit
+
+
+@dataclass
+class CellSpec:
+    """One cell of a table: a method evaluated in one setting. ``None`` fields take the method's defaults."""
+
+    method: str
+    dataset: str = "synthetic"
+    ways: int = 5
+    shots: int = 5
+    queries: int = 15
+    episodes: int = 600
+    seed: int = 0                          # seeds the test episodes
+    train_seed: int = 0                    # seeds training (episodes, batches, initialisation)
+    backbone: str | None = None
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)    # overrides of the preset TrainConfig
+    train_split: str = "train"
+    test_split: str = "test"
+
+
+class Runner:
+    """Runs cells, caching datasets, episode sets and trained methods between them."""
+
+    def __init__(self, *, data_root: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
+                 device: str = "auto", progress: bool = True, eval_batch_size: int | None = None) -> None:
+        self.data_root = data_root
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.eval_batch_size = eval_batch_size
+        self._datasets: dict[tuple, ClassDataset] = {}
+        self._episodes: dict[tuple, EpisodeSet] = {}
+
+    def dataset(self, name: str, split: str, options: dict[str, Any] | None = None) -> ClassDataset:
+        key = (name, split, tuple(sorted((options or {}).items())))
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(name, split, root=self.data_root, **(options or {}))
+        return self._datasets[key]
+
+    def episodes(self, spec: CellSpec, dataset: ClassDataset) -> EpisodeSet:
+        key = (dataset.fingerprint(), spec.ways, spec.shots, spec.queries, spec.episodes, spec.seed)
+        if key not in self._episodes:
+            self._episodes[key] = sample_episodes(dataset, spec.ways, spec.shots, spec.queries, spec.episodes,
+                                                  seed=spec.seed)
+        return self._episodes[key]
+
+    def build(self, spec: CellSpec, train_set: ClassDataset) -> FewShotMethod:
+        cls = method_class(spec.method)
+        backbone_name = spec.backbone or getattr(cls, "default_backbone", "conv4")
+        in_channels = train_set.data.shape[1] if train_set.is_images else 0
+        image_size = train_set.data.shape[-1] if train_set.is_images else 0
+        # Initialisation is part of training: seed it so that a checkpoint's key describes its weights.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.train_seed)
+            backbone = create_backbone(backbone_name, in_channels=in_channels, image_size=image_size,
+                                       **spec.backbone_options)
+            method = create_method(spec.method, backbone, **spec.method_options)
+        method.backbone_spec = {"name": backbone_name, **spec.backbone_options}
+        return method
+
+    def train_config(self, spec: CellSpec, method: FewShotMethod) -> TrainConfig:
+        return train_preset(type(method), spec.dataset, spec.ways, spec.shots).replace(**spec.train)
+
+    def run(self, spec: CellSpec) -> RunRecord:
+        """Train (or reuse) and evaluate one cell; returns its record (not yet saved)."""
+        train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options)
+        test_set = self.dataset(spec.dataset, spec.test_split, spec.dataset_options)
+        episodes = self.episodes(spec, test_set)
+        method = self.build(spec, train_set)
+        config = self.train_config(spec, method)
+        report: TrainReport = fit(method, train_set, config, seed=spec.train_seed,
+                                  checkpoint_dir=self.checkpoint_dir, device=self.device, progress=self.progress)
+        result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
+                          progress=self.progress)
+        return RunRecord(
+            method=spec.method, dataset=spec.dataset, split=spec.test_split, ways=spec.ways, shots=spec.shots,
+            queries=spec.queries, episodes=len(episodes), episode_seed=spec.seed, episode_hash=result.episode_hash,
+            accuracies=result.accuracies.tolist(), train_seconds=report.seconds, eval_seconds=result.seconds,
+            config={**method.describe(), "train": dataclasses.asdict(config) if method.train_kind != "none" else {},
+                    "dataset_options": spec.dataset_options, "train_split": spec.train_split},
+            train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
+                   "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss},
+            environment={**environment(str(self.device)), **result.timings},
+            created=now(),
+        )
