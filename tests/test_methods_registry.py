@@ -1,0 +1,103 @@
+"""Every registered method goes through the same checks, so nothing registered goes untested."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fewshot.backbones import create_backbone
+from fewshot.data import sample_episodes
+from fewshot.evaluate import evaluate
+from fewshot.methods import create_method, list_methods, method_class
+from fewshot.methods.base import FewShotMethod, register_method
+
+from conftest import blob_dataset
+
+BLOBS = blob_dataset(classes=8, per_class=6)
+
+
+def tiny_method(name: str) -> FewShotMethod:
+    torch.manual_seed(0)
+    method = create_method(name, create_backbone("conv4", in_channels=1, image_size=16, hidden=8))
+    method.backbone_spec = {"name": "conv4", "hidden": 8}
+    return method.eval()
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method_declares_itself(name):
+    cls = method_class(name)
+    assert cls.name == name
+    assert cls.train_kind in {"episodic", "supervised", "none"}
+    assert cls.paper, f"{name} should name its paper"
+    assert cls.__doc__
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_logits_shape_and_batching_independence(name):
+    method = tiny_method(name)
+    eps = sample_episodes(BLOBS, 3, 2, 2, episodes=4, seed=0)
+    support, query = BLOBS.gather(eps.support), BLOBS.gather(eps.query)
+    logits = method(support, eps.support_labels, query, 3)
+    assert logits.shape == (4, 6, 3)
+    assert torch.isfinite(logits).all()
+    one_by_one = torch.cat([method(support[e:e + 1], eps.support_labels[e:e + 1], query[e:e + 1], 3)
+                            for e in range(4)])
+    torch.testing.assert_close(logits, one_by_one, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_harness_batches_agree(name):
+    method = tiny_method(name)
+    eps = sample_episodes(BLOBS, 3, 2, 2, episodes=5, seed=1)
+    whole = evaluate(method, BLOBS, eps, device="cpu", batch_size=5, progress=False)
+    pieces = evaluate(method, BLOBS, eps, device="cpu", batch_size=2, progress=False)
+    assert whole.accuracies.shape == (5,)
+    np.testing.assert_allclose(whole.accuracies, pieces.accuracies)
+    assert whole.episode_hash == eps.hash
+
+
+@pytest.mark.parametrize("name", [n for n in list_methods() if method_class(n).frozen_features])
+def test_frozen_feature_path_equals_image_path(name):
+    method = tiny_method(name)
+    eps = sample_episodes(BLOBS, 3, 2, 2, episodes=3, seed=2)
+    support, query = BLOBS.gather(eps.support), BLOBS.gather(eps.query)
+    with torch.no_grad():
+        from_images = method(support, eps.support_labels, query, 3)
+        from_features = method.logits_from_features(method.embed(support), eps.support_labels, method.embed(query), 3)
+    torch.testing.assert_close(from_images, from_features, rtol=1e-4, atol=1e-4)
+
+
+@register_method("test-nearest-neighbour")
+class NearestNeighbour(FewShotMethod):
+    """1-nearest neighbour on the backbone's features: a user's method in one small class."""
+
+    paper = "Cover & Hart 1967, Nearest neighbor pattern classification"
+    train_kind = "none"
+    frozen_features = True
+
+    def logits_from_features(self, support, support_labels, query, ways):
+        distances = torch.cdist(query, support)                             # [E, Q, S]
+        nearest = support_labels.gather(1, distances.argmin(-1))            # [E, Q]
+        return torch.nn.functional.one_hot(nearest, ways).float()
+
+
+def test_a_users_method_is_listed_and_runs():
+    assert "test-nearest-neighbour" in list_methods()
+    method = tiny_method("test-nearest-neighbour")
+    eps = sample_episodes(BLOBS, 4, 1, 2, episodes=6, seed=0)
+    result = evaluate(method, BLOBS, eps, device="cpu", progress=False)
+    # Direct computation: nearest support embedding for each query.
+    with torch.no_grad():
+        s, q = method.embed(BLOBS.gather(eps.support)), method.embed(BLOBS.gather(eps.query))
+    expected = []
+    for e in range(6):
+        d = ((q[e][:, None] - s[e][None]) ** 2).sum(-1)
+        expected.append(float((eps.support_labels[e][d.argmin(1)] == eps.query_labels[e]).float().mean()))
+    np.testing.assert_allclose(result.accuracies, expected)
+
+
+def test_unknown_method_and_option_errors():
+    with pytest.raises(KeyError, match="unknown method 'protonett'. Did you mean 'protonet'"):
+        method_class("protonett")
+    with pytest.raises(TypeError, match="has no option"):
+        create_method("finetune", torch.nn.Identity(), stepz=3)
