@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from .results import RunRecord, atomic_write_text, load_records
@@ -100,6 +99,8 @@ class Leaderboard:
     metric: str = "accuracy"
     title: str = "Leaderboard"
     notes: list[str] = field(default_factory=list)
+    #: Published numbers to mark on the plot: columns ``row``, ``column``, ``value`` (a fraction, in the metric).
+    references: pd.DataFrame | None = None
 
     # ---- tables of strings -------------------------------------------------------------------------------
     @property
@@ -239,17 +240,27 @@ class Leaderboard:
         for i, panel in enumerate(groups or ["(no records)"]):
             ax = fig.add_subplot(nrows, ncols, i + 1)
             part = self.cells[self.cells["panel"] == panel]
+            shots = sorted(set(part["shots"]))
+            # Methods side by side around each shot count, so that their CI bars do not hide one another.
+            gap = min((b - a for a, b in zip(shots, shots[1:])), default=1)
+            present = [row for row in self.rows if (part["row"] == row).any()]
             for j, row in enumerate(self.rows):
                 line = part[part["row"] == row].sort_values("shots")
                 if line.empty:
                     continue
+                dodge = 0.5 * gap * (present.index(row) - (len(present) - 1) / 2) / max(len(present), 1)
                 ci = (100 * line["ci95"]).fillna(0)
-                ax.errorbar(line["shots"], 100 * line["value"], yerr=ci, marker="o", capsize=3, label=row,
+                ax.errorbar(line["shots"] + dodge, 100 * line["value"], yerr=ci, marker="o", capsize=3, label=row,
                             linestyle="-" if len(line) > 1 else "none", color=f"C{j % 10}")
+                if self.references is not None and not self.references.empty:
+                    ref = self.references[self.references["row"] == row].merge(
+                        line[["column", "shots"]], on="column")
+                    if not ref.empty:
+                        ax.scatter(ref["shots"] + dodge, 100 * ref["value"], marker="x", s=60, color=f"C{j % 10}",
+                                   label=f"{row}: paper", zorder=3)
             ax.set_title(panel, fontsize=9)
             ax.set_xlabel("shots")
             ax.set_ylabel(self.unit)
-            shots = sorted(set(part["shots"]))
             if shots:
                 ax.set_xticks(shots)
             ax.grid(alpha=0.3)

@@ -6,12 +6,13 @@ state their own schedules.
 """
 from __future__ import annotations
 
+from .data.dataset import ClassDataset
 from .train import TrainConfig
 
 # Episodic meta-training (ProtoNet-style). Omniglot follows Snell et al. 2017: 60-way training episodes with the
 # test shot count, 5 queries per class, Adam 1e-3 halved every 2000 episodes. Steps are what a CPU can afford.
 EPISODIC = {
-    "synthetic": TrainConfig(steps=800, lr=1e-3, lr_decay_every=400, ways=20, queries=5),
+    "synthetic": TrainConfig(steps=400, lr=1e-3, lr_decay_every=200, ways=5, queries=15),
     "omniglot": TrainConfig(steps=4000, lr=1e-3, lr_decay_every=2000, ways=60, queries=5),
     "miniimagenet": TrainConfig(steps=20000, lr=1e-3, lr_decay_every=2000, ways=20, queries=15),
     "default": TrainConfig(steps=2000, lr=1e-3, lr_decay_every=1000, ways=5, queries=15),
@@ -19,7 +20,7 @@ EPISODIC = {
 
 # Supervised pre-training over all base classes (Chen et al. 2019's Baseline).
 SUPERVISED = {
-    "synthetic": TrainConfig(steps=800, lr=1e-3, lr_decay_every=400, batch_size=64),
+    "synthetic": TrainConfig(steps=600, lr=1e-3, lr_decay_every=300, batch_size=64),
     "omniglot": TrainConfig(steps=4000, lr=1e-3, lr_decay_every=2000, batch_size=64),
     "miniimagenet": TrainConfig(steps=40000, lr=1e-3, lr_decay_every=10000, batch_size=64),
     "default": TrainConfig(steps=2000, lr=1e-3, lr_decay_every=1000, batch_size=64),
@@ -35,16 +36,23 @@ def dataset_family(dataset: str) -> str:
     return "default"
 
 
-def train_preset(method_cls, dataset: str, ways: int, shots: int) -> TrainConfig:
-    """The training configuration of ``method_cls`` for ``dataset`` when evaluated ``ways``-way ``shots``-shot."""
+def train_preset(method_cls, dataset: str, ways: int, shots: int, train_set: ClassDataset | None = None) -> TrainConfig:
+    """The training configuration of ``method_cls`` for ``dataset`` when evaluated ``ways``-way ``shots``-shot.
+
+    Given the training split, episodic settings are fitted to it: no more ways than it has classes and no more
+    queries than its smallest class holds beyond the shots. The result is recorded with every run.
+    """
     custom = getattr(method_cls, "preset", None)
-    if custom is not None:
-        config = custom(dataset, ways, shots)
-        if config is not None:
-            return config
-    family = dataset_family(dataset)
-    if method_cls.train_kind == "supervised":
-        return SUPERVISED[family]
-    base = EPISODIC[family]
-    # Train with the test shot count and at least as many ways as at test.
-    return base.replace(shots=shots, ways=max(base.ways, ways))
+    config = custom(dataset, ways, shots) if custom is not None else None
+    if config is None:
+        family = dataset_family(dataset)
+        if method_cls.train_kind == "supervised":
+            return SUPERVISED[family]
+        base = EPISODIC[family]
+        # Train with the test shot count and at least as many ways as at test.
+        config = base.replace(shots=shots, ways=max(base.ways, ways))
+    if train_set is not None and method_cls.train_kind == "episodic":
+        smallest = int(train_set.class_counts.min())
+        config = config.replace(ways=min(config.ways, train_set.num_classes),
+                                queries=max(1, min(config.queries, smallest - config.shots)))
+    return config

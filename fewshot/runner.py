@@ -44,6 +44,9 @@ class CellSpec:
     train: dict[str, Any] = field(default_factory=dict)    # overrides of the preset TrainConfig
     train_split: str = "train"
     test_split: str = "test"
+    # A registered fixed episode set (fewshot.data.fixed, e.g. "omniglot-runs"): the cell is scored on exactly
+    # those episodes and their images instead of episodes sampled from `dataset`, which is then only learned from.
+    fixed_episodes: str | None = None
 
 
 class Runner:
@@ -58,6 +61,7 @@ class Runner:
         self.eval_batch_size = eval_batch_size
         self._datasets: dict[tuple, ClassDataset] = {}
         self._episodes: dict[tuple, EpisodeSet] = {}
+        self._fixed: dict[tuple, tuple[ClassDataset, EpisodeSet]] = {}
 
     def dataset(self, name: str, split: str, options: dict[str, Any] | None = None) -> ClassDataset:
         key = (name, split, tuple(sorted((options or {}).items())))
@@ -72,6 +76,20 @@ class Runner:
                                                   seed=spec.seed)
         return self._episodes[key]
 
+    def test_data(self, spec: CellSpec) -> tuple[ClassDataset, EpisodeSet]:
+        """The test set and the episodes a cell is scored on: its fixed episode set, or episodes sampled from
+        ``spec.dataset``'s test split."""
+        if spec.fixed_episodes:
+            from .data.fixed import load_fixed_episodes
+
+            key = (spec.fixed_episodes, tuple(sorted(spec.dataset_options.items())))
+            if key not in self._fixed:
+                self._fixed[key] = load_fixed_episodes(spec.fixed_episodes, root=self.data_root,
+                                                       **spec.dataset_options)
+            return self._fixed[key]
+        test_set = self.dataset(spec.dataset, spec.test_split, spec.dataset_options)
+        return test_set, self.episodes(spec, test_set)
+
     def build(self, spec: CellSpec, train_set: ClassDataset) -> FewShotMethod:
         cls = method_class(spec.method)
         backbone_name = spec.backbone or getattr(cls, "default_backbone", "conv4")
@@ -82,30 +100,41 @@ class Runner:
             torch.manual_seed(spec.train_seed)
             backbone = create_backbone(backbone_name, in_channels=in_channels, image_size=image_size,
                                        **spec.backbone_options)
-            method = create_method(spec.method, backbone, **spec.method_options)
+            method = create_method(spec.method, backbone, **self.method_options(spec))
         method.backbone_spec = {"name": backbone_name, **spec.backbone_options}
         return method
 
-    def train_config(self, spec: CellSpec, method: FewShotMethod) -> TrainConfig:
-        return train_preset(type(method), spec.dataset, spec.ways, spec.shots).replace(**spec.train)
+    def method_options(self, spec: CellSpec) -> dict[str, Any]:
+        """The method's per-dataset preset options (a classmethod ``method_preset``), overridden by the spec's."""
+        preset = getattr(method_class(spec.method), "method_preset", None)
+        base = dataclasses.asdict(preset(spec.dataset, spec.ways, spec.shots)) if preset is not None else {}
+        return {**base, **spec.method_options}
+
+    def train_config(self, spec: CellSpec, method: FewShotMethod, train_set: ClassDataset) -> TrainConfig:
+        return train_preset(type(method), spec.dataset, spec.ways, spec.shots, train_set).replace(**spec.train)
 
     def run(self, spec: CellSpec) -> RunRecord:
         """Train (or reuse) and evaluate one cell; returns its record (not yet saved)."""
-        train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options)
-        test_set = self.dataset(spec.dataset, spec.test_split, spec.dataset_options)
-        episodes = self.episodes(spec, test_set)
+        test_set, episodes = self.test_data(spec)
+        # A method that does not train never needs the training split (it is built for the test images' shape).
+        trains = method_class(spec.method).train_kind != "none"
+        train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options) if trains else test_set
         method = self.build(spec, train_set)
-        config = self.train_config(spec, method)
+        config = self.train_config(spec, method, train_set)
         report: TrainReport = fit(method, train_set, config, seed=spec.train_seed,
                                   checkpoint_dir=self.checkpoint_dir, device=self.device, progress=self.progress)
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress)
+        fixed = spec.fixed_episodes
         return RunRecord(
-            method=spec.method, dataset=spec.dataset, split=spec.test_split, ways=spec.ways, shots=spec.shots,
-            queries=spec.queries, episodes=len(episodes), episode_seed=spec.seed, episode_hash=result.episode_hash,
+            method=spec.method, dataset=fixed or spec.dataset, split=spec.test_split,
+            ways=episodes.ways if fixed else spec.ways, shots=episodes.shots if fixed else spec.shots,
+            queries=episodes.queries if fixed else spec.queries, episodes=len(episodes),
+            episode_seed=episodes.seed if fixed else spec.seed, episode_hash=result.episode_hash,
             accuracies=result.accuracies.tolist(), train_seconds=report.seconds, eval_seconds=result.seconds,
             config={**method.describe(), "train": dataclasses.asdict(config) if method.train_kind != "none" else {},
-                    "dataset_options": spec.dataset_options, "train_split": spec.train_split},
+                    "dataset_options": spec.dataset_options, "train_split": spec.train_split,
+                    "train_dataset": spec.dataset, "fixed_episodes": fixed},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss},
             environment={**environment(str(self.device)), **result.timings},

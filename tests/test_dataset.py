@@ -53,5 +53,8 @@ def test_data_root_order(monkeypatch, tmp_path):
     assert resolve_data_root(tmp_path / "flag") == tmp_path / "flag"
     assert resolve_data_root(None) == tmp_path / "env"
     monkeypatch.delenv("FEWSHOT_DATA")
+    monkeypatch.delenv("FEWSHOT_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert resolve_data_root(None) == Path(tmp_path / "cache" / "fewshot")
+    assert resolve_data_root(None) == Path(tmp_path / "cache" / "fewshot" / "data")
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "mine"))
+    assert resolve_data_root(None) == Path(tmp_path / "mine" / "data")

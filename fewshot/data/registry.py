@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 from typing import Callable, Protocol
 
+from ..paths import cache_dir
 from ..registry import Registry
 from .dataset import ClassDataset
 
@@ -29,11 +30,10 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 
 def default_data_root() -> Path:
-    """``$FEWSHOT_DATA`` if set, else the user cache directory (``$XDG_CACHE_HOME/fewshot`` or ``~/.cache/fewshot``)."""
+    """``$FEWSHOT_DATA`` if set, else ``data/`` in the user cache directory (:func:`fewshot.paths.cache_dir`)."""
     if os.environ.get("FEWSHOT_DATA"):
         return Path(os.environ["FEWSHOT_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "fewshot"
+    return cache_dir() / "data"
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
@@ -54,4 +54,4 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, *
 
 def _import_builtin_loaders() -> None:
     # Imported lazily so that `import fewshot` stays quick and loaders may import heavy modules.
-    from . import folder, omniglot, synthetic  # noqa: F401
+    from . import folder, miniimagenet, omniglot, synthetic  # noqa: F401

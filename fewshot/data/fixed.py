@@ -1,0 +1,40 @@
+"""Fixed episode sets: published tasks whose test images and episodes are given, not sampled (Lake et al.'s 20
+one-shot runs, say). A loader returns the test :class:`ClassDataset` and the :class:`EpisodeSet` on it; a cell
+(:class:`fewshot.runner.CellSpec`) names one with ``fixed_episodes`` and is then scored on exactly those episodes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..registry import Registry
+from .dataset import ClassDataset
+from .episodes import EpisodeSet
+from .registry import resolve_data_root
+
+FixedLoader = Callable[..., tuple[ClassDataset, EpisodeSet]]
+FIXED_EPISODES: Registry[FixedLoader] = Registry("fixed episode set")
+
+
+def register_fixed_episodes(name: str) -> Callable[[FixedLoader], FixedLoader]:
+    """Decorator registering ``loader(root, **options) -> (ClassDataset, EpisodeSet)`` under ``name``."""
+    return FIXED_EPISODES.register(name)
+
+
+def list_fixed_episodes(pattern: str = "*") -> list[str]:
+    return FIXED_EPISODES.names(pattern)
+
+
+def load_fixed_episodes(name: str, root: str | os.PathLike | None = None,
+                        **options) -> tuple[ClassDataset, EpisodeSet]:
+    """The test set and episodes of fixed task ``name``; ``root`` as for :func:`fewshot.data.load_dataset`."""
+    return FIXED_EPISODES.get(name)(resolve_data_root(root), **options)
+
+
+@register_fixed_episodes("omniglot-runs")
+def _omniglot_runs(root: Path, *, image_size: int = 28, download: bool = True) -> tuple[ClassDataset, EpisodeSet]:
+    """Lake et al. (2015)'s 20 runs of 20-way 1-shot within-alphabet classification (``all_runs.zip``)."""
+    from .omniglot import load_omniglot_runs
+
+    return load_omniglot_runs(root, image_size, download=download)

@@ -1,0 +1,202 @@
+"""miniImageNet (Vinyals et al. 2016) with the Ravi & Larochelle (2017) class split: 64 train, 16 val, 20 test
+classes of 600 images each, 84x84 RGB.
+
+The data is not downloadable from an official source, so the loader reads the common distribution formats from
+``<root>/miniimagenet`` (or ``mini-imagenet``, ``miniImageNet``, or ``<root>`` itself):
+
+- ``pickle``: ``mini-imagenet-cache-{train,val,test}.pkl``, each a dict with ``image_data`` (uint8
+  ``[N, 84, 84, 3]``) and ``class_dict`` (``wnid -> list of row indices``);
+- ``csv``: Ravi & Larochelle's ``{train,val,test}.csv`` (``filename,label`` with a header) and an ``images/``
+  folder holding the files;
+- ``folders``: ``{train,val,test}/<wnid>/<image>`` (one sub-folder per class).
+
+Images are resized to ``image_size`` (84) when they differ. Decoded image folders are cached as ``.npy`` under the
+fewshot cache directory. Each split is checked against the Ravi & Larochelle class lists (``check_split=False``
+for other splits). The pickle format is read with :mod:`pickle`: only load files you trust.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..paths import cache_dir
+from .dataset import ClassDataset
+from .registry import register_dataset
+
+# The Ravi & Larochelle (2017) split, as distributed in their train.csv / val.csv / test.csv.
+RAVI_SPLIT: dict[str, frozenset[str]] = {
+    "train": frozenset("""
+        n01532829 n01558993 n01704323 n01749939 n01770081 n01843383 n01910747 n02074367 n02089867 n02091831
+        n02101006 n02105505 n02108089 n02108551 n02108915 n02111277 n02113712 n02120079 n02165456 n02457408
+        n02606052 n02687172 n02747177 n02795169 n02823428 n02966193 n03017168 n03047690 n03062245 n03207743
+        n03220513 n03337140 n03347037 n03400231 n03476684 n03527444 n03676483 n03838899 n03854065 n03888605
+        n03908618 n03924679 n03998194 n04067472 n04243546 n04251144 n04258138 n04275548 n04296562 n04389033
+        n04435653 n04443257 n04509417 n04515003 n04596742 n04604644 n04612504 n06794110 n07584110 n07697537
+        n07747607 n09246464 n13054560 n13133613""".split()),
+    "val": frozenset("""
+        n01855672 n02091244 n02114548 n02138441 n02174001 n02950826 n02971356 n02981792 n03075370 n03417042
+        n03535780 n03584254 n03770439 n03773504 n03980874 n09256479""".split()),
+    "test": frozenset("""
+        n01930112 n01981276 n02099601 n02110063 n02110341 n02116738 n02129165 n02219486 n02443484 n02871525
+        n03127925 n03146219 n03272010 n03544143 n03775546 n04146614 n04149813 n04418357 n04522168 n07613480
+        """.split()),
+}
+SPLITS = ("train", "val", "test", "trainval")
+_FOLDERS = ("miniimagenet", "mini-imagenet", "miniImageNet", "mini_imagenet", "")
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+class MiniImageNetNotFound(FileNotFoundError):
+    """No miniImageNet copy in a known format under the data root."""
+
+
+def locate_miniimagenet(root: str | os.PathLike, split: str) -> tuple[str, Path]:
+    """``(format, folder)`` of the first copy of ``split`` found under ``root``: ``pickle``, ``csv`` or ``folders``."""
+    root = Path(root).expanduser()
+    for sub in _FOLDERS:
+        base = root / sub if sub else root
+        if (base / f"mini-imagenet-cache-{split}.pkl").is_file():
+            return "pickle", base
+        if (base / f"{split}.csv").is_file() and (base / "images").is_dir():
+            return "csv", base
+        if (base / split).is_dir() and any(p.is_dir() for p in (base / split).iterdir()):
+            return "folders", base
+    raise MiniImageNetNotFound(
+        f"no miniImageNet {split!r} split under {root} (looked in {', '.join(str(root / s) for s in _FOLDERS if s)} "
+        f"and {root}). Put one of: mini-imagenet-cache-{split}.pkl (image_data + class_dict); {split}.csv "
+        f"(filename,label) with an images/ folder; or a {split}/<wnid>/*.jpg folder, in {root / 'miniimagenet'}. "
+        f"The data root is --data-root, $FEWSHOT_DATA or the user cache directory")
+
+
+def _read_pickle(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
+    with open(path, "rb") as fh:
+        try:
+            data = pickle.load(fh)
+        except UnicodeDecodeError:  # written by Python 2
+            fh.seek(0)
+            data = pickle.load(fh, encoding="latin1")
+    data = {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+    if "image_data" not in data or "class_dict" not in data:
+        raise ValueError(f"{path}: expected a dict with 'image_data' and 'class_dict', found keys {sorted(data)}")
+    images = np.asarray(data["image_data"])
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{path}: image_data should be [N, H, W, 3], got shape {images.shape}")
+    class_dict = {(k.decode() if isinstance(k, bytes) else str(k)): list(v) for k, v in data["class_dict"].items()}
+    names = sorted(class_dict)
+    labels = np.full(len(images), -1, dtype=np.int64)
+    for label, name in enumerate(names):
+        labels[np.asarray(class_dict[name], dtype=np.int64)] = label
+    keep = labels >= 0
+    return images[keep], names, labels[keep]
+
+
+def _list_csv(base: Path, split: str) -> list[tuple[Path, str]]:
+    with open(base / f"{split}.csv", newline="", encoding="utf-8") as fh:
+        rows = [row for row in csv.reader(fh) if row]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
+        rows = rows[1:]
+    bad = [row for row in rows if len(row) < 2]
+    if bad:
+        raise ValueError(f"{base / f'{split}.csv'}: expected 'filename,label' rows, found {bad[0]!r}")
+    return [(base / "images" / row[0].strip(), row[1].strip()) for row in rows]
+
+
+def _list_folders(base: Path, split: str) -> list[tuple[Path, str]]:
+    return [(f, d.name) for d in sorted(p for p in (base / split).iterdir() if p.is_dir())
+            for f in sorted(d.iterdir()) if f.suffix.lower() in _IMAGE_SUFFIXES]
+
+
+def _decode(files: list[tuple[Path, str]], image_size: int) -> np.ndarray:
+    out = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
+    for i, (path, _) in enumerate(files):
+        if not path.is_file():
+            raise FileNotFoundError(f"miniImageNet image {path} is listed but missing")
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if image.size != (image_size, image_size):
+                image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
+            out[i] = np.asarray(image)
+    return out
+
+
+def _cached_decode(files: list[tuple[Path, str]], image_size: int, cache: bool) -> np.ndarray:
+    """Decoded images, cached under a key of every file's path, size and modification time."""
+    if not cache:
+        return _decode(files, image_size)
+    h = hashlib.sha256(str(image_size).encode())
+    for path, label in files:
+        st = path.stat()
+        h.update(f"{path.resolve()}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    target = cache_dir() / "miniimagenet" / f"images-{image_size}px-{h.hexdigest()[:20]}.npy"
+    if target.is_file():
+        try:
+            return np.load(target)
+        except (OSError, ValueError):
+            pass  # damaged: decode again
+    images = _decode(files, image_size)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, images)
+        os.replace(tmp, target)
+    except OSError:
+        pass  # read-only cache: keep it in memory only
+    return images
+
+
+def _load_split(root: Path, split: str, image_size: int, cache: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
+    fmt, base = locate_miniimagenet(root, split)
+    if fmt == "pickle":
+        images, names, labels = _read_pickle(base / f"mini-imagenet-cache-{split}.pkl")
+        if images.shape[1:3] != (image_size, image_size):
+            images = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size),
+                                                                     Image.Resampling.LANCZOS)) for im in images])
+        return images, names, labels
+    files = _list_csv(base, split) if fmt == "csv" else _list_folders(base, split)
+    if not files:
+        raise ValueError(f"{base}: the {fmt} copy of split {split!r} lists no images")
+    names = sorted({label for _, label in files})
+    lookup = {name: i for i, name in enumerate(names)}
+    labels = np.array([lookup[label] for _, label in files], dtype=np.int64)
+    return _cached_decode(files, image_size, cache), names, labels
+
+
+def _check_split(split: str, names: list[str]) -> None:
+    expected = RAVI_SPLIT[split]
+    found = set(names)
+    if found != expected:
+        missing, extra = sorted(expected - found), sorted(found - expected)
+        raise ValueError(
+            f"miniImageNet split {split!r} has {len(found)} classes, not the {len(expected)} of the Ravi & "
+            f"Larochelle split (missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+            f"{extra[:5]}{'...' if len(extra) > 5 else ''}); pass check_split=False to load another split")
+
+
+@register_dataset("miniimagenet")
+def load_miniimagenet(split: str, root: Path, *, image_size: int = 84, check_split: bool = True,
+                      cache: bool = True) -> ClassDataset:
+    """Split ``train`` (64 classes), ``val`` (16), ``test`` (20) or ``trainval`` (80) of miniImageNet as uint8
+    ``[N, 3, image_size, image_size]``, classes in wnid order, from any of the formats in the module docstring."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown miniImageNet split {split!r}; expected one of {', '.join(SPLITS)}")
+    parts = ("train", "val") if split == "trainval" else (split,)
+    images, names, labels = [], [], []
+    for part in parts:
+        x, n, y = _load_split(Path(root), part, int(image_size), cache)
+        if check_split:
+            _check_split(part, n)
+        images.append(x)
+        labels.append(y + len(names))
+        names += n
+    data = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()
+    name = f"miniimagenet/{split}" + ("" if image_size == 84 else f"@{image_size}px")
+    return ClassDataset(data, torch.from_numpy(np.concatenate(labels)), names, name)
