@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Sequence
 
 from .backbones import list_backbones
+from .backbones.pretrained import PACKAGED
 from .data import list_datasets
 from .leaderboard import summary_table
-from .methods import list_methods
+from .methods import list_methods, method_class
 from .results import save_record
 from .runner import CellSpec, Runner
 
 SUBCOMMANDS = {
     "list": "list the registered datasets, methods and backbones",
+    "reproduce": "regenerate published tables from benchmarks/ specs (reproduce --help)",
+    "leaderboard": "build a leaderboard from stored run records (leaderboard --help)",
 }
 
 
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--queries", type=int, default=15, help="query examples per class")
     parser.add_argument("--episodes", type=int, default=600, help="test episodes")
     parser.add_argument("--backbone", default=None, help="backbone name (default: the method's own)")
+    parser.add_argument("--weights", default=None, metavar="PATH",
+                        help="weights file for the pretrained backbones (backbone option weights=PATH)")
     parser.add_argument("--baseline", default="finetune",
                         help="method every row is compared with on the same episodes ('none' for no baseline)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
@@ -66,11 +71,25 @@ def list_registered() -> str:
     ])
 
 
+def _weights_option(method: str, args: argparse.Namespace) -> dict[str, str]:
+    """``{"weights": PATH}`` for a method whose backbone is a pretrained one, when ``--weights`` is given."""
+    backbone = args.backbone or getattr(method_class(method), "default_backbone", "conv4")
+    return {"weights": args.weights} if args.weights and backbone in PACKAGED else {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "list":
         print(list_registered())
         return 0
+    if argv and argv[0] == "reproduce":
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
+    if argv and argv[0] == "leaderboard":
+        from .leaderboard import main as leaderboard_main
+
+        return leaderboard_main(argv[1:])
     args = build_parser().parse_args(argv)
     methods = _split_names(args.method)
     baseline = None if args.baseline.lower() == "none" else args.baseline
@@ -84,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch)
     train = {"steps": args.train_steps} if args.train_steps else {}
+    backbone_options = {name: _weights_option(name, args) for name in methods}
+    if args.weights and not any(backbone_options.values()):
+        print("error: --weights is for pretrained backbones (" + ", ".join(PACKAGED) + "); no method here uses one",
+              file=sys.stderr)
+        return 2
     records = []
     start = time.perf_counter()
     try:
@@ -91,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in methods:
                 spec = CellSpec(method=name, dataset=args.dataset, ways=args.ways, shots=shots,
                                 queries=args.queries, episodes=args.episodes, seed=args.seed,
-                                train_seed=args.train_seed, backbone=args.backbone, train=dict(train))
+                                train_seed=args.train_seed, backbone=args.backbone, train=dict(train),
+                                backbone_options=dict(backbone_options[name]))
                 if not args.quiet:
                     print(f"[{name}] {args.dataset} {args.ways}-way {shots}-shot ...", file=sys.stderr)
                 record = runner.run(spec)

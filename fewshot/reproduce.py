@@ -86,6 +86,18 @@ def stored_record(cell: Cell, out: Path) -> RunRecord | None:
     return load_records(path)[0] if path.is_file() else None
 
 
+def table_record(cell: Cell, out: Path) -> RunRecord | None:
+    """The record a table shows for ``cell``: its own, else the newest record of the same setting and method made
+    with other shrinking options (cells of one table may have been run with different ``--train-steps``; each
+    row's schedule is stated from its record)."""
+    own = stored_record(cell, out)
+    if own is not None:
+        return own
+    prefix = cell.record_name().rsplit("__", 1)[0] + "__"
+    others = load_records(sorted((out / RECORDS).glob(prefix + "*.json"))) if (out / RECORDS).is_dir() else []
+    return max(others, key=lambda r: r.created) if others else None
+
+
 def reproduce(spec: BenchmarkSpec, *, out: str | Path | None = None, runner: Runner | None = None,
               episodes: int | None = None, train_steps: int | None = None, cells: Sequence[str] | None = None,
               run: bool = True, fail_fast: bool = False, command: str = "",
@@ -136,7 +148,7 @@ def reproduce(spec: BenchmarkSpec, *, out: str | Path | None = None, runner: Run
         report.interrupted = True
     report.seconds = time.perf_counter() - start
     for cell in planned:
-        record = stored_record(cell, out)
+        record = table_record(cell, out)
         if record is not None:
             report.records[cell.id] = record
     write_tables(report, command=command)
@@ -215,20 +227,25 @@ def comparison_markdown(frame: pd.DataFrame, metric: str) -> str:
 
 def _schedule_lines(report: ReproduceReport) -> list[str]:
     lines = []
-    shrunk = {}
+    # What the stored records were actually run with (cells of one table may come from different invocations).
+    used: dict[str, set] = {"train_steps": set(), "episodes": set()}
+    specced: dict[str, set] = {"train_steps": set(), "episodes": set()}
     for cell in report.cells:
-        for key, value in cell.overrides.items():
-            shrunk.setdefault(key, value)
-    if "train_steps" in shrunk or "episodes" in shrunk:
+        record = report.records.get(cell.id)
+        overrides = ((record.config.get("reproduce") or {}).get("overrides") if record else None) or {}
+        for key in used:
+            if key in overrides:
+                used[key].add(str(overrides[key]["used"]))
+                specced[key].add(str(overrides[key]["spec"] or "the preset's"))
+    if used["train_steps"] or used["episodes"]:
         parts = []
-        if "train_steps" in shrunk:
-            specced = sorted({str(c.overrides["train_steps"]["spec"] or "the preset's")
-                              for c in report.cells if "train_steps" in c.overrides})
-            parts.append(f"every method that trains ran **{shrunk['train_steps']['used']} optimiser steps** "
-                         f"instead of the spec's paper schedule ({', '.join(specced)} steps)")
-        if "episodes" in shrunk:
-            parts.append(f"evaluation used **{shrunk['episodes']['used']} test episodes** instead of "
-                         f"{shrunk['episodes']['spec']}")
+        if used["train_steps"]:
+            parts.append(f"methods that train ran **{' or '.join(sorted(used['train_steps'], key=int))} optimiser "
+                         f"steps** (per row below) instead of the spec's paper schedule "
+                         f"({', '.join(sorted(specced['train_steps']))} steps)")
+        if used["episodes"]:
+            parts.append(f"evaluation used **{' or '.join(sorted(used['episodes'], key=int))} test episodes** "
+                         f"instead of {', '.join(sorted(specced['episodes']))}")
         lines.append("**Shortened run — not the paper's schedule:** " + "; ".join(parts) +
                      ". Numbers are not comparable with the paper's beyond a sanity check.")
     seen = set()

@@ -1,0 +1,139 @@
+"""On-disk cache of frozen-backbone features: one file per (dataset split, backbone identity), reused by every run.
+
+A backbone opts in with a ``feature_cache_identity`` attribute (a JSON-able dict naming its architecture, weights
+sha256 and preprocessing); trained backbones have none and are never cached. The key is a sha256 of that identity
+and the dataset's fingerprint. A file holds the float32 features of the split's rows computed so far (and which rows
+those are): a run embeds only the rows it needs that are not there yet, so a 100-episode check costs what it needs
+and every later run or method reuses it. Writes are atomic (and merge rows another process wrote meanwhile).
+Set ``FEWSHOT_FEATURE_CACHE=0`` to turn the cache off. Features are keyed independently of the device that
+computed them (CPU and CUDA results agree to float rounding).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .data.dataset import ClassDataset
+from .paths import cache_dir
+from .progress import progress_bar
+from .train import atomic_save
+
+FORMAT = 2
+
+
+def enabled() -> bool:
+    """False when ``$FEWSHOT_FEATURE_CACHE`` is ``0``, ``off``, ``false`` or ``no``."""
+    return os.environ.get("FEWSHOT_FEATURE_CACHE", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def cache_identity(backbone: nn.Module) -> dict[str, Any] | None:
+    """The backbone's ``feature_cache_identity``, or None when its features must not be cached."""
+    return getattr(backbone, "feature_cache_identity", None)
+
+
+def feature_cache_key(identity: dict[str, Any], dataset: ClassDataset) -> str:
+    blob = json.dumps({"dataset": dataset.fingerprint(), "backbone": identity}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def feature_cache_path(identity: dict[str, Any], dataset: ClassDataset, root: str | os.PathLike | None = None) -> Path:
+    """``<root or cache_dir()/features>/<dataset name>-<key>.pt``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name).strip("_") or "dataset"
+    folder = Path(root) if root is not None else cache_dir() / "features"
+    return folder / f"{safe}-{feature_cache_key(identity, dataset)[:24]}.pt"
+
+
+@dataclass
+class CachedFeatures:
+    """Features of the requested rows, with how many came from the cache and how many were computed."""
+
+    features: Tensor
+    path: Path
+    hits: int
+    computed: int
+    seconds: float
+
+
+def _read(path: Path, key: str, size: int) -> tuple[Tensor, Tensor] | None:
+    """The stored rows as dense ``features [size, D]`` and ``done [size]``, or None (absent or not for ``key``)."""
+    if not path.exists():
+        return None
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unreadable: recompute and overwrite
+        warnings.warn(f"ignoring unreadable feature cache {path}: {error}")
+        return None
+    if entry.get("format") != FORMAT or entry.get("key") != key or entry.get("size") != size:
+        warnings.warn(f"ignoring feature cache {path}: it was written for something else")
+        return None
+    features = torch.zeros(size, entry["features"].shape[1])
+    done = torch.zeros(size, dtype=torch.bool)
+    features[entry["rows"]] = entry["features"]
+    done[entry["rows"]] = True
+    return features, done
+
+
+def _write(path: Path, key: str, identity: dict[str, Any], features: Tensor, done: Tensor) -> None:
+    on_disk = _read(path, key, len(done))
+    if on_disk is not None and on_disk[0].shape == features.shape:  # keep rows another run added meanwhile
+        theirs = on_disk[1] & ~done
+        features[theirs] = on_disk[0][theirs]
+        done |= on_disk[1]
+    rows = torch.nonzero(done).flatten()
+    atomic_save({"format": FORMAT, "key": key, "identity": json.dumps(identity, sort_keys=True), "size": len(done),
+                 "rows": rows, "features": features[rows].clone()}, path)
+
+
+@torch.no_grad()
+def cached_features(backbone: nn.Module, dataset: ClassDataset, rows: Tensor, device: torch.device | str, *,
+                    batch_size: int = 64, progress: bool = True, root: str | os.PathLike | None = None,
+                    save_every: float = 120.0) -> CachedFeatures:
+    """Features ``[len(rows), D]`` of ``dataset`` rows ``rows`` from ``backbone``, through the on-disk cache.
+
+    Missing rows are embedded in eval mode in batches on ``device``; the file is written every ``save_every``
+    seconds of embedding and at the end, so an interrupted run resumes where it stopped.
+    """
+    identity = cache_identity(backbone)
+    if identity is None:
+        raise ValueError(f"{type(backbone).__name__} has no feature_cache_identity: its features are not cacheable")
+    start = time.perf_counter()
+    key = feature_cache_key(identity, dataset)
+    path = feature_cache_path(identity, dataset, root)
+    stored = _read(path, key, len(dataset))
+    features, done = stored if stored is not None else (None, torch.zeros(len(dataset), dtype=torch.bool))
+    rows = rows.cpu()
+    needed = torch.unique(rows)
+    missing = needed[~done[needed]]
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        last_save = time.perf_counter()
+        starts = range(0, len(missing), batch_size)
+        for lo in progress_bar(starts, desc="embed (cached)", enabled=progress and len(starts) > 4):
+            batch = missing[lo:lo + batch_size]
+            out = backbone(dataset.gather(batch, device)).reshape(len(batch), -1).float().cpu()
+            if features is None:
+                features = torch.zeros(len(dataset), out.shape[1])
+            features[batch] = out
+            done[batch] = True
+            if time.perf_counter() - last_save > save_every and lo + batch_size < len(missing):
+                _write(path, key, identity, features, done)
+                last_save = time.perf_counter()
+    finally:
+        backbone.train(was_training)
+    if len(missing):
+        _write(path, key, identity, features, done)
+    if features is None:
+        raise ValueError("no rows to embed")
+    return CachedFeatures(features[rows].to(device), path, hits=len(needed) - len(missing), computed=len(missing),
+                          seconds=time.perf_counter() - start)
