@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, nargs="+", default=[5], help="one or more shot counts")
     parser.add_argument("--queries", type=int, default=15, help="query examples per class")
     parser.add_argument("--episodes", type=int, default=600, help="test episodes")
-    parser.add_argument("--backbone", default=None, help="backbone name (default: the method's own)")
+    parser.add_argument("--backbone", default=None,
+                        help="backbone of the --method(s) (default: each method's own); the baseline keeps its own")
+    parser.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="backbone option for the --method(s), e.g. invert=true or input_size=112 (repeatable)")
     parser.add_argument("--weights", default=None, metavar="PATH",
                         help="weights file for the pretrained backbones (backbone option weights=PATH)")
     parser.add_argument("--baseline", default="finetune",
@@ -69,6 +72,22 @@ def list_registered() -> str:
         "methods:   " + ", ".join(list_methods()),
         "backbones: " + ", ".join(list_backbones()) + ", timm:<any timm model>",
     ])
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as a number or boolean where it is one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--backbone-option takes KEY=VALUE, got {text!r}")
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def _weights_option(method: str, args: argparse.Namespace) -> dict[str, str]:
@@ -98,8 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in available:
             print(f"error: unknown method {name!r}; available: {', '.join(available)}", file=sys.stderr)
             return 2
+    chosen = list(methods)
     if baseline and baseline not in methods:
         methods.append(baseline)
+    try:
+        extra_options = dict(_key_value(o) for o in args.backbone_option)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch)
     train = {"steps": args.train_steps} if args.train_steps else {}
@@ -115,8 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in methods:
                 spec = CellSpec(method=name, dataset=args.dataset, ways=args.ways, shots=shots,
                                 queries=args.queries, episodes=args.episodes, seed=args.seed,
-                                train_seed=args.train_seed, backbone=args.backbone, train=dict(train),
-                                backbone_options=dict(backbone_options[name]))
+                                train_seed=args.train_seed, train=dict(train),
+                                # --backbone and its options are for the methods asked for; an added baseline
+                                # keeps its own backbone (pre-training on a large pretrained one would take hours).
+                                backbone=args.backbone if name in chosen else None,
+                                backbone_options={**backbone_options[name],
+                                                  **(extra_options if name in chosen else {})})
                 if not args.quiet:
                     print(f"[{name}] {args.dataset} {args.ways}-way {shots}-shot ...", file=sys.stderr)
                 record = runner.run(spec)

@@ -132,7 +132,9 @@ class Runner:
             queries=episodes.queries if fixed else spec.queries, episodes=len(episodes),
             episode_seed=episodes.seed if fixed else spec.seed, episode_hash=result.episode_hash,
             accuracies=result.accuracies.tolist(), train_seconds=report.seconds, eval_seconds=result.seconds,
-            config={**method.describe(), "train": dataclasses.asdict(config) if method.train_kind != "none" else {},
+            config={**method.describe(),
+                    # Pretrained backbones: architecture, weights sha256 and preprocessing.
+                    "backbone_identity": getattr(method.backbone, "feature_cache_identity", None), "train": dataclasses.asdict(config) if method.train_kind != "none" else {},
                     "dataset_options": spec.dataset_options, "train_split": spec.train_split,
                     "train_dataset": spec.dataset, "fixed_episodes": fixed},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,

@@ -60,3 +60,14 @@ def test_list_subcommand(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "protonet" in out and "finetune" in out and "test-blobs" in out and "conv4" in out
+
+
+def test_backbone_options_parse_numbers_and_booleans():
+    from fewshot.bench import _key_value
+
+    assert _key_value("invert=true") == ("invert", True)
+    assert _key_value("input_size=112") == ("input_size", 112)
+    assert _key_value("crop_pct=0.875") == ("crop_pct", 0.875)
+    assert _key_value("interpolation=bilinear") == ("interpolation", "bilinear")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _key_value("invert")

@@ -1,7 +1,9 @@
 """Backbones: feature extractors mapping ``[N, C, H, W]`` images to ``[N, D]`` features.
 
 ``create_backbone(name, in_channels=..., image_size=...)`` builds one; every backbone has ``out_features``.
-Names: ``conv4``, ``resnet12``, and ``timm:<model>`` for any timm model (randomly initialised).
+Names: ``conv4``, ``resnet12``, ``timm:<model>`` for any timm model (randomly initialised),
+``pretrained:<model>`` for any timm model with pretrained weights (timm's hub, or ``weights=PATH``), and the
+offline pretrained backbones of :mod:`fewshot.backbones.pretrained` (``efficientnet_lite0``, ``mobilenet_v2``).
 """
 from __future__ import annotations
 
@@ -29,7 +31,13 @@ def list_backbones(pattern: str = "*") -> list[str]:
 def create_backbone(name: str, in_channels: int = 1, image_size: int = 28, **options) -> nn.Module:
     """Build backbone ``name`` for images of ``in_channels`` channels and ``image_size`` pixels a side."""
     _import_builtin()
-    if name.startswith("timm:"):
+    if name.startswith("pretrained:"):
+        from .pretrained import create_pretrained_backbone
+
+        options = dict(options)
+        model = create_pretrained_backbone(name[len("pretrained:"):], weights=options.pop("weights", None),
+                                           frozen=options.pop("frozen", True), preprocess=options)
+    elif name.startswith("timm:"):
         from .timm_adapter import create_timm_backbone
 
         model = create_timm_backbone(name[len("timm:"):], in_channels=in_channels, image_size=image_size, **options)
