@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import atomic_open
 from .data.dataset import ClassDataset
 from .data.episodes import sample_episodes
 from .methods.base import FewShotMethod
@@ -79,15 +79,8 @@ def checkpoint_key(method: FewShotMethod, dataset: ClassDataset, config: TrainCo
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, seed: int = 0,

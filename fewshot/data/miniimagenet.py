@@ -20,7 +20,6 @@ import csv
 import hashlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 
 from ..paths import cache_dir
+from ..atomic import atomic_open
 from .dataset import ClassDataset
 from .registry import register_dataset
 
@@ -143,11 +143,8 @@ def _cached_decode(files: list[tuple[Path, str]], image_size: int, cache: bool) 
             pass  # damaged: decode again
     images = _decode(files, image_size)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_open(target) as fh:
             np.save(fh, images)
-        os.replace(tmp, target)
     except OSError:
         pass  # read-only cache: keep it in memory only
     return images

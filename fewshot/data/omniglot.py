@@ -14,7 +14,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..atomic import atomic_open
 from ..paths import cache_dir
 from .dataset import ClassDataset
 from .download import ChecksumError, ensure_files, sha256_file, writable_dir
@@ -347,19 +347,10 @@ def _cached(root: Path, key: str, build) -> np.ndarray:
         if not writable_dir(folder):
             continue  # read-only (the shared data folder, say): try the next one, else keep it in memory only
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".part")
-        except OSError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_open(folder / f"{key}.npy") as fh:
                 np.save(fh, array)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, folder / f"{key}.npy")
         except OSError:
             continue
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         break
     return _remember(key, array)
 

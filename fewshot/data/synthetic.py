@@ -7,13 +7,13 @@ character with control-point noise, a small random affine map and a random pen w
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_open
 from .dataset import ClassDataset
 from .registry import SPLITS, register_dataset
 
@@ -185,16 +185,8 @@ def cache_path(root: str | os.PathLike, split: str, seed: int = 0) -> Path:
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` through a temporary file in the same directory, so no half file is ever seen."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is for every user of the data root
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.savez_compressed(f, **arrays)
 
 
 @register_dataset("synthetic")
