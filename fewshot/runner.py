@@ -1,6 +1,6 @@
 """Runs one cell (method x dataset x setting): load data, build, train or reuse, evaluate, record.
 
-The command (:mod:`fewshot.bench`) and the published-table specs (:mod:`fewshot.reproduce`) both go through
+The command (:mod:`fewshot.bench`) and the published-table specs (:mod:`fewshot.reproduce.run`) both go through
 :class:`Runner`, which keeps loaded datasets and episode sets so that every method of a table is scored on the
 same episodes.
 """
@@ -14,15 +14,15 @@ from typing import Any
 
 import torch
 
-from .backbones import create_backbone
-from .data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
-from .evaluate import evaluate, resolve_device
-from .methods import create_method, method_class
-from .methods.base import FewShotMethod
-from .paths import cache_dir
-from .presets import train_preset
-from .results import RunRecord, environment, now
-from .train import TrainConfig, TrainReport, fit
+from fewshot.backbones import create_backbone
+from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
+from fewshot.evaluate.harness import evaluate, resolve_device
+from fewshot.methods import create_method, method_class
+from fewshot.methods.base import FewShotMethod
+from fewshot.core.paths import cache_dir
+from fewshot.train.presets import train_preset
+from fewshot.results.records import RunRecord, environment, now
+from fewshot.train.loop import TrainConfig, TrainReport, fit
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Runner:
         """The test set and the episodes a cell is scored on: its fixed episode set, or episodes sampled from
         ``spec.dataset``'s test split."""
         if spec.fixed_episodes:
-            from .data.fixed import load_fixed_episodes
+            from fewshot.data.fixed import load_fixed_episodes
 
             key = (spec.fixed_episodes, tuple(sorted(spec.dataset_options.items())))
             if key not in self._fixed:

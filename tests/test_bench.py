@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from fewshot.bench import main
+from fewshot.cli import main
 from fewshot.data import register_dataset
-from fewshot.results import load_records
+from fewshot.results.records import load_records
 
 from conftest import blob_dataset
 
@@ -63,7 +63,7 @@ def test_list_subcommand(capsys):
 
 
 def test_backbone_options_parse_numbers_and_booleans():
-    from fewshot.bench import _key_value
+    from fewshot.cli import _key_value
 
     assert _key_value("invert=true") == ("invert", True)
     assert _key_value("input_size=112") == ("input_size", 112)

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewshot.leaderboard import (EpisodeSetMismatch, build_leaderboard, main, paired_comparison, setting_columns,
+from fewshot.results.leaderboard import (EpisodeSetMismatch, build_leaderboard, main, paired_comparison, setting_columns,
                                  update_readme_section)
-from fewshot.results import RunRecord, save_record
-from fewshot.stats import mean_ci, paired_difference, tied_ranks
+from fewshot.results.records import RunRecord, save_record
+from fewshot.results.stats import mean_ci, paired_difference, tied_ranks
 
 EPISODES = 300
 
@@ -169,7 +169,7 @@ def test_leaderboard_subcommand_from_stored_records(tmp_path, capsys):
         save_record(r, tmp_path / "runs")
     readme = tmp_path / "README.md"
     readme.write_text(README.replace("spec=toy", "spec=board"))
-    from fewshot.bench import main as bench_main
+    from fewshot.cli import main as bench_main
 
     assert bench_main(["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--formats", "csv,png",
                        "--readme", str(readme), "--section", "board"]) == 0

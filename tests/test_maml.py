@@ -11,7 +11,7 @@ from torch import nn
 from fewshot.backbones import create_backbone
 from fewshot.data import ClassDataset, sample_episodes
 from fewshot.methods import create_method, list_methods, method_class
-from fewshot.train import TrainConfig, TrainingDiverged, checkpoint_key, fit
+from fewshot.train.loop import TrainConfig, TrainingDiverged, checkpoint_key, fit
 
 WAYS, SHOTS, QUERIES, TASKS = 5, 2, 3, 3
 

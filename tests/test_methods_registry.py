@@ -7,7 +7,7 @@ import torch
 
 from fewshot.backbones import create_backbone
 from fewshot.data import sample_episodes
-from fewshot.evaluate import evaluate
+from fewshot.evaluate.harness import evaluate
 from fewshot.methods import create_method, list_methods, method_class
 from fewshot.methods.base import FewShotMethod, register_method
 

@@ -5,10 +5,10 @@ import torch
 
 from fewshot.backbones import create_backbone
 from fewshot.data import load_dataset, sample_episodes
-from fewshot.evaluate import evaluate
+from fewshot.evaluate.harness import evaluate
 from fewshot.methods import create_method
-from fewshot.stats import paired_difference
-from fewshot.train import TrainConfig, fit
+from fewshot.results.stats import paired_difference
+from fewshot.train.loop import TrainConfig, fit
 
 
 def test_protonet_beats_finetuning_from_scratch_and_chance(shared_data, tmp_path):

@@ -12,9 +12,9 @@ from fewshot.backbones import pretrained
 from fewshot.backbones.pretrained import (PACKAGED, MissingWeightsError, Preprocess, PretrainedBackbone,
                                           WeightsMismatchError, load_state_by_order)
 from fewshot.data import ClassDataset, sample_episodes
-from fewshot.evaluate import evaluate
-from fewshot.feature_cache import cached_features, feature_cache_path
-from fewshot.features import embed_rows
+from fewshot.evaluate.harness import evaluate
+from fewshot.evaluate.feature_cache import cached_features, feature_cache_path
+from fewshot.evaluate.features import embed_rows
 from fewshot.methods import create_method
 
 
@@ -248,8 +248,8 @@ def test_runner_builds_the_default_pretrained_backbone_and_fills_the_cache(tmp_p
 
 @needs_lite0
 def test_bench_weights_option_reaches_the_pretrained_backbone_only(tmp_path, capsys):
-    from fewshot.bench import main
-    from fewshot.results import load_records
+    from fewshot.cli import main
+    from fewshot.results.records import load_records
 
     common = ["--dataset", "synthetic", "--episodes", "2", "--shots", "1", "--queries", "1", "--quiet",
               "--out", str(tmp_path / "runs"), "--checkpoint-dir", str(tmp_path / "ckpt")]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from fewshot.bench import main
+from fewshot.cli import main
 from fewshot.data import register_dataset, sample_episodes
 from fewshot.data.fixed import register_fixed_episodes
 from fewshot.methods import list_methods
-from fewshot.reproduce import check_cell
-from fewshot.results import load_records
+from fewshot.reproduce.run import check_cell
+from fewshot.results.records import load_records
 from fewshot.runner import Runner
-from fewshot.specs import SpecError, list_specs, load_spec
+from fewshot.reproduce.specs import SpecError, list_specs, load_spec
 
 from conftest import blob_dataset
 

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from fewshot.results import RunRecord, load_records, save_record
-from fewshot.stats import mean_ci, paired_difference
-from fewshot.train import TrainConfig, TrainingDiverged, fit
+from fewshot.results.records import RunRecord, load_records, save_record
+from fewshot.results.stats import mean_ci, paired_difference
+from fewshot.train.loop import TrainConfig, TrainingDiverged, fit
 from fewshot.methods import create_method
 from fewshot.backbones import create_backbone
 

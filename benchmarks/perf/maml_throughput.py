@@ -23,7 +23,8 @@ from torch.func import functional_call
 
 from fewshot.backbones import create_backbone
 from fewshot.methods import create_method
-from fewshot.results import atomic_write_text, environment, now
+from fewshot.core.atomic import atomic_write_text
+from fewshot.results.records import environment, now
 
 
 def loop_meta_loss_backward(method, support, support_labels, query, query_labels, ways: int) -> float:

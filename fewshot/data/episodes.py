@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from .dataset import ClassDataset
+from fewshot.data.dataset import ClassDataset
 
 
 def episode_seed(seed: int, index: int) -> int:

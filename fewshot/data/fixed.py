@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..registry import Registry
-from .dataset import ClassDataset
-from .episodes import EpisodeSet
-from .registry import resolve_data_root
+from fewshot.core.registry import Registry
+from fewshot.data.dataset import ClassDataset
+from fewshot.data.episodes import EpisodeSet
+from fewshot.data.registry import resolve_data_root
 
 FixedLoader = Callable[..., tuple[ClassDataset, EpisodeSet]]
 FIXED_EPISODES: Registry[FixedLoader] = Registry("fixed episode set")
@@ -35,6 +35,6 @@ def load_fixed_episodes(name: str, root: str | os.PathLike | None = None,
 @register_fixed_episodes("omniglot-runs")
 def _omniglot_runs(root: Path, *, image_size: int = 28, download: bool = True) -> tuple[ClassDataset, EpisodeSet]:
     """Lake et al. (2015)'s 20 runs of 20-way 1-shot within-alphabet classification (``all_runs.zip``)."""
-    from .omniglot import load_omniglot_runs
+    from fewshot.data.omniglot import load_omniglot_runs
 
     return load_omniglot_runs(root, image_size, download=download)

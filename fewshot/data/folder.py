@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .dataset import ClassDataset
+from fewshot.data.dataset import ClassDataset
 
 __all__ = ["IMAGE_EXTENSIONS", "class_folders", "load_image_folder", "split_classes"]
 

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..paths import cache_dir
-from ..atomic import atomic_open
-from .dataset import ClassDataset
-from .registry import register_dataset
+from fewshot.core.paths import cache_dir
+from fewshot.core.atomic import atomic_open
+from fewshot.data.dataset import ClassDataset
+from fewshot.data.registry import register_dataset
 
 # The Ravi & Larochelle (2017) split, as distributed in their train.csv / val.csv / test.csv.
 RAVI_SPLIT: dict[str, frozenset[str]] = {

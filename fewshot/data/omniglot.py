@@ -25,12 +25,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..atomic import atomic_open
-from ..paths import cache_dir
-from .dataset import ClassDataset
-from .download import ChecksumError, ensure_files, sha256_file, writable_dir
-from .episodes import EpisodeSet
-from .registry import default_data_root, register_dataset
+from fewshot.core.atomic import atomic_open
+from fewshot.core.paths import cache_dir
+from fewshot.data.dataset import ClassDataset
+from fewshot.data.download import ChecksumError, ensure_files, sha256_file, writable_dir
+from fewshot.data.episodes import EpisodeSet
+from fewshot.data.registry import default_data_root, register_dataset
 
 __all__ = ["BACKGROUND_ALPHABETS", "EVALUATION_ALPHABETS", "VINYALS_VAL_ALPHABETS", "VINYALS_TEST_ALPHABETS",
            "OFFICIAL_FILES", "RunImage", "area_resize", "characters", "load_omniglot", "load_omniglot_background",

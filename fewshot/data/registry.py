@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 from typing import Callable, Protocol
 
-from ..paths import cache_dir
-from ..registry import Registry
-from .dataset import ClassDataset
+from fewshot.core.paths import cache_dir
+from fewshot.core.registry import Registry
+from fewshot.data.dataset import ClassDataset
 
 SPLITS = ("train", "val", "test")
 
@@ -45,7 +45,7 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, *
     """Load split ``split`` of dataset ``name``; a ``name`` that is a directory loads a folder of class folders."""
     _import_builtin_loaders()
     if name not in DATASETS and (os.sep in name or Path(name).is_dir()):
-        from .folder import load_image_folder
+        from fewshot.data.folder import load_image_folder
 
         return load_image_folder(Path(name), split, **options)
     loader = DATASETS.get(name)
@@ -54,4 +54,4 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, *
 
 def _import_builtin_loaders() -> None:
     # Imported lazily so that `import fewshot` stays quick and loaders may import heavy modules.
-    from . import folder, miniimagenet, omniglot, synthetic  # noqa: F401
+    from fewshot.data import folder, miniimagenet, omniglot, synthetic  # noqa: F401

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_open
-from .dataset import ClassDataset
-from .registry import SPLITS, register_dataset
+from fewshot.core.atomic import atomic_open
+from fewshot.data.dataset import ClassDataset
+from fewshot.data.registry import SPLITS, register_dataset
 
 # Bump when the generated images change: it is part of the cache file name, so old caches are never read.
 GENERATOR_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import METHODS, FewShotMethod, create_method, method_class, register_method
+from fewshot.methods.base import METHODS, FewShotMethod, create_method, method_class, register_method
 
 
 def list_methods(pattern: str = "*") -> list[str]:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..registry import Registry
+from fewshot.core.registry import Registry
 
 M = TypeVar("M", bound=type)
 
@@ -106,7 +106,7 @@ def register_method(name: str) -> Callable[[M], M]:
 
 
 def method_class(name: str) -> type[FewShotMethod]:
-    from . import _import_builtin
+    from fewshot.methods import _import_builtin
 
     _import_builtin()
     return METHODS.get(name)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from .base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, register_method
 
 Params = dict[str, Tensor]
 

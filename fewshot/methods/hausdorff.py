@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import FewShotMethod, config_dict, register_method
+from fewshot.methods.base import FewShotMethod, config_dict, register_method
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, register_method
 
 
 @dataclass

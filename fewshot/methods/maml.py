@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
-from ..presets import dataset_family
-from ..train import TrainConfig
-from .base import FewShotMethod, config_dict, register_method
+from fewshot.train.config import TrainConfig, dataset_family
+from fewshot.methods.base import FewShotMethod, config_dict, register_method
 
 Params = dict[str, Tensor]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, register_method
 
 
 def class_means(features: Tensor, labels: Tensor, ways: int) -> Tensor:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import FewShotMethod, register_method
-from .protonet import class_means, squared_distances
+from fewshot.methods.base import FewShotMethod, register_method
+from fewshot.methods.protonet import class_means, squared_distances
 
 TRANSFORMS = ("UN", "L2N", "CL2N")
 

@@ -25,8 +25,9 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from .results import RunRecord, atomic_write_text, load_records
-from .stats import MeanCI, is_significant, mean_ci, paired_difference, tied_ranks, unpaired_difference
+from fewshot.core.atomic import atomic_write_text
+from fewshot.results.records import RunRecord, load_records
+from fewshot.results.stats import MeanCI, is_significant, mean_ci, paired_difference, tied_ranks, unpaired_difference
 
 METRICS = ("accuracy", "error")
 
@@ -202,7 +203,7 @@ class Leaderboard:
 
     def to_latex(self) -> str:
         values, best = self.value_table()
-        out = [f"% {self.title} -- generated from run records by fewshot.leaderboard; do not edit by hand",
+        out = [f"% {self.title} -- generated from run records by fewshot.results.leaderboard; do not edit by hand",
                _latex_tabular(values, best)]
         diff = self.difference_table()
         if diff is not None:

@@ -1,6 +1,6 @@
 """Published tables regenerated from specs: ``python -m fewshot.bench reproduce benchmarks/<spec>.toml``.
 
-Runs every cell of a spec (:mod:`fewshot.specs`) that has no stored record yet, through :class:`fewshot.runner.
+Runs every cell of a spec (:mod:`fewshot.reproduce.specs`) that has no stored record yet, through :class:`fewshot.runner.
 Runner` (so checkpoints and datasets are reused), writes each cell's record atomically as soon as it finishes, then
 writes ``results/<spec>/`` (``records/``, ``table.md``, ``table.csv``, ``plot.png``) and prints our numbers beside
 the paper's with the gap. Interrupted, it continues where it stopped when run again. Options that shrink a run
@@ -21,12 +21,13 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from .data import miniimagenet  # noqa: F401  (registers the "miniimagenet" dataset the specs use)
-from .leaderboard import Leaderboard, build_leaderboard, update_readme_section
-from .results import RunRecord, atomic_write_text, load_records, now
-from .runner import Runner
-from .specs import BenchmarkSpec, Cell, SpecError, load_spec, resolve_spec_path
-from .stats import mean_ci
+from fewshot.data import miniimagenet  # noqa: F401  (registers the "miniimagenet" dataset the specs use)
+from fewshot.results.leaderboard import Leaderboard, build_leaderboard, update_readme_section
+from fewshot.core.atomic import atomic_write_text
+from fewshot.results.records import RunRecord, load_records, now
+from fewshot.runner import Runner
+from fewshot.reproduce.specs import BenchmarkSpec, Cell, SpecError, load_spec, resolve_spec_path
+from fewshot.results.stats import mean_ci
 
 RECORDS = "records"
 
@@ -59,8 +60,8 @@ def select_cells(cells: Sequence[Cell], patterns: Sequence[str] | None) -> list[
 
 def check_cell(cell: Cell) -> str | None:
     """Why ``cell`` cannot run as specified (unknown method, option or training key), or None. Loads no data."""
-    from .methods import method_class
-    from .train import TrainConfig
+    from fewshot.methods import method_class
+    from fewshot.train.loop import TrainConfig
 
     try:
         cls = method_class(cell.spec.method)
@@ -74,7 +75,7 @@ def check_cell(cell: Cell) -> str | None:
     if set(cell.spec.train) - keys:
         return f"unknown training key(s) {sorted(set(cell.spec.train) - keys)}; TrainConfig has {sorted(keys)}"
     if cell.spec.fixed_episodes:
-        from .data.fixed import list_fixed_episodes
+        from fewshot.data.fixed import list_fixed_episodes
 
         if cell.spec.fixed_episodes not in list_fixed_episodes():
             return f"unknown fixed episode set {cell.spec.fixed_episodes!r}; known: {list_fixed_episodes()}"

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .data.dataset import ClassDataset
-from .paths import cache_dir
-from .progress import progress_bar
-from .train import atomic_save
+from fewshot.data.dataset import ClassDataset
+from fewshot.core.paths import cache_dir
+from fewshot.core.progress import progress_bar
+from fewshot.core.atomic import atomic_torch_save as atomic_save
 
 FORMAT = 2
 

@@ -6,8 +6,8 @@ state their own schedules.
 """
 from __future__ import annotations
 
-from .data.dataset import ClassDataset
-from .train import TrainConfig
+from fewshot.data.dataset import ClassDataset
+from fewshot.train.config import TrainConfig, dataset_family
 
 # Episodic meta-training (ProtoNet-style). Omniglot follows Snell et al. 2017: 60-way training episodes with the
 # test shot count, 5 queries per class, Adam 1e-3 halved every 2000 episodes. Steps are what a CPU can afford.
@@ -25,15 +25,6 @@ SUPERVISED = {
     "miniimagenet": TrainConfig(steps=40000, lr=1e-3, lr_decay_every=10000, batch_size=64),
     "default": TrainConfig(steps=2000, lr=1e-3, lr_decay_every=1000, batch_size=64),
 }
-
-
-def dataset_family(dataset: str) -> str:
-    """``omniglot`` for every Omniglot variant, ``synthetic``, ``miniimagenet``, else ``default``."""
-    name = dataset.lower()
-    for family in ("synthetic", "omniglot", "miniimagenet"):
-        if name.startswith(family):
-            return family
-    return "default"
 
 
 def train_preset(method_cls, dataset: str, ways: int, shots: int, train_set: ClassDataset | None = None) -> TrainConfig:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .runner import CellSpec
+from fewshot.runner import CellSpec
 
 METRICS = ("accuracy", "error")
 
@@ -200,7 +200,7 @@ class BenchmarkSpec:
 
 def _trains(method: str) -> bool:
     """Whether ``method`` trains on the base classes (an unknown method is assumed to)."""
-    from .methods import method_class
+    from fewshot.methods import method_class
 
     try:
         return method_class(method).train_kind != "none"

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data.dataset import ClassDataset
-from .data.episodes import EpisodeSet
-from .features import embed_rows
-from .methods.base import FewShotMethod
-from .progress import progress_bar
-from .stats import MeanCI, mean_ci
+from fewshot.data.dataset import ClassDataset
+from fewshot.data.episodes import EpisodeSet
+from fewshot.evaluate.features import embed_rows
+from fewshot.methods.base import FewShotMethod
+from fewshot.core.progress import progress_bar
+from fewshot.results.stats import MeanCI, mean_ci
 
 
 @dataclass

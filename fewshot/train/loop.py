@@ -20,34 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_open
-from .data.dataset import ClassDataset
-from .data.episodes import sample_episodes
-from .methods.base import FewShotMethod
-from .progress import progress_bar
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a method trains on the base classes; one preset per dataset lives in :mod:`fewshot.presets`."""
-
-    steps: int = 1000                     # optimiser steps
-    lr: float = 1e-3
-    optimizer: str = "adam"               # "adam" or "sgd" (momentum 0.9)
-    weight_decay: float = 0.0
-    lr_decay_every: int = 0               # multiply the lr by lr_decay every this many steps (0: never)
-    lr_decay: float = 0.5
-    # Episodic meta-training: the shape of the training episodes, and episodes per step.
-    ways: int = 5
-    shots: int = 5
-    queries: int = 15
-    meta_batch: int = 1
-    # Supervised pre-training: examples per step.
-    batch_size: int = 64
-    checkpoint_every: int = 500
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
+from fewshot.core.atomic import atomic_torch_save as atomic_save
+from fewshot.train.config import TrainConfig
+from fewshot.data.dataset import ClassDataset
+from fewshot.data.episodes import sample_episodes
+from fewshot.methods.base import FewShotMethod
+from fewshot.core.progress import progress_bar
 
 
 @dataclass
@@ -75,12 +53,6 @@ def checkpoint_key(method: FewShotMethod, dataset: ClassDataset, config: TrainCo
     }
     blob = json.dumps(identity, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a reader never sees half a file."""
-    with atomic_open(path) as f:
-        torch.save(obj, f)
 
 
 def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, seed: int = 0,

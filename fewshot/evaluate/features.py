@@ -1,16 +1,16 @@
 """Embedding each image once: the features a frozen-feature method classifies from.
 
 A backbone with a ``feature_cache_identity`` (a frozen pretrained one) goes through the on-disk feature cache
-(:mod:`fewshot.feature_cache`), unless the method overrides :meth:`FewShotMethod.embed`.
+(:mod:`fewshot.evaluate.feature_cache`), unless the method overrides :meth:`FewShotMethod.embed`.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .data.dataset import ClassDataset
-from .methods.base import FewShotMethod
-from .progress import progress_bar
+from fewshot.data.dataset import ClassDataset
+from fewshot.methods.base import FewShotMethod
+from fewshot.core.progress import progress_bar
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def embed_rows(method: FewShotMethod, dataset: ClassDataset, rows: Tensor, devic
         # This CPU runs Conv-4 at 28x28 at ~1,900 images/s in batches up to ~80 and ~1,200 at 128 and more.
         batch_size = 64 if torch.device(device).type == "cpu" else 512
     if cache and type(method).embed is FewShotMethod.embed:
-        from . import feature_cache
+        from fewshot.evaluate import feature_cache
 
         if feature_cache.enabled() and feature_cache.cache_identity(method.backbone) is not None:
             return feature_cache.cached_features(method.backbone, dataset, rows, device, progress=progress).features

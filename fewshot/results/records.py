@@ -13,8 +13,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic import atomic_open
-from .stats import MeanCI, mean_ci
+from fewshot.core.atomic import atomic_write_text
+from fewshot.results.stats import MeanCI, mean_ci
 
 RECORD_VERSION = 1
 
@@ -62,7 +62,7 @@ def environment(device: str) -> dict[str, Any]:
     """Versions, git revision and hardware, recorded with every result."""
     import torch
 
-    from . import __version__
+    from fewshot import __version__
 
     env = {
         "fewshot": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -92,12 +92,6 @@ def git_revision() -> str | None:
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so no half-written file is left."""
-    with atomic_open(path, "w") as f:
-        f.write(text)
 
 
 def record_filename(record: RunRecord) -> str:

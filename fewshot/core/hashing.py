@@ -1,0 +1,25 @@
+"""Content hashes: of files, of bytes and of JSON-able descriptions (the keys of caches and checkpoints)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of the file at ``path`` as a hex string."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_json(value: Any, length: int | None = None) -> str:
+    """The sha256 of ``value`` as canonical JSON (sorted keys; non-JSON values by ``str``), cut to ``length``."""
+    blob = json.dumps(value, sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(blob).hexdigest()
+    return digest[:length] if length else digest
