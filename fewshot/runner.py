@@ -18,7 +18,7 @@ from fewshot.backbones import create_backbone
 from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
-from fewshot.methods.base import FewShotMethod
+from fewshot.methods.base import FewShotMethod, TrainKind
 from fewshot.core.paths import cache_dir
 from fewshot.train.presets import train_preset
 from fewshot.results.records import RunRecord, environment, now
@@ -92,7 +92,7 @@ class Runner:
 
     def build(self, spec: CellSpec, train_set: ClassDataset) -> FewShotMethod:
         cls = method_class(spec.method)
-        backbone_name = spec.backbone or getattr(cls, "default_backbone", "conv4")
+        backbone_name = spec.backbone or cls.default_backbone
         in_channels = train_set.data.shape[1] if train_set.is_images else 0
         image_size = train_set.data.shape[-1] if train_set.is_images else 0
         # Initialisation is part of training: seed it so that a checkpoint's key describes its weights.
@@ -100,14 +100,12 @@ class Runner:
             torch.manual_seed(spec.train_seed)
             backbone = create_backbone(backbone_name, in_channels=in_channels, image_size=image_size,
                                        **spec.backbone_options)
-            method = create_method(spec.method, backbone, **self.method_options(spec))
-        method.backbone_spec = {"name": backbone_name, **spec.backbone_options}
-        return method
+            return create_method(spec.method, backbone, **self.method_options(spec))
 
     def method_options(self, spec: CellSpec) -> dict[str, Any]:
-        """The method's per-dataset preset options (a classmethod ``method_preset``), overridden by the spec's."""
-        preset = getattr(method_class(spec.method), "method_preset", None)
-        base = dataclasses.asdict(preset(spec.dataset, spec.ways, spec.shots)) if preset is not None else {}
+        """The method's per-dataset preset options (its ``method_preset``), overridden by the spec's."""
+        preset = method_class(spec.method).method_preset(spec.dataset, spec.ways, spec.shots)
+        base = dataclasses.asdict(preset) if dataclasses.is_dataclass(preset) else {}
         return {**base, **spec.method_options}
 
     def train_config(self, spec: CellSpec, method: FewShotMethod, train_set: ClassDataset) -> TrainConfig:
@@ -117,7 +115,7 @@ class Runner:
         """Train (or reuse) and evaluate one cell; returns its record (not yet saved)."""
         test_set, episodes = self.test_data(spec)
         # A method that does not train never needs the training split (it is built for the test images' shape).
-        trains = method_class(spec.method).train_kind != "none"
+        trains = method_class(spec.method).train_kind != TrainKind.NONE
         train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options) if trains else test_set
         method = self.build(spec, train_set)
         config = self.train_config(spec, method, train_set)
@@ -134,7 +132,7 @@ class Runner:
             accuracies=result.accuracies.tolist(), train_seconds=report.seconds, eval_seconds=result.seconds,
             config={**method.describe(),
                     # Pretrained backbones: architecture, weights sha256 and preprocessing.
-                    "backbone_identity": getattr(method.backbone, "feature_cache_identity", None), "train": dataclasses.asdict(config) if method.train_kind != "none" else {},
+                    "backbone_identity": getattr(method.backbone, "feature_cache_identity", None), "train": dataclasses.asdict(config) if trains else {},
                     "dataset_options": spec.dataset_options, "train_split": spec.train_split,
                     "train_dataset": spec.dataset, "fixed_episodes": fixed},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,

@@ -11,7 +11,7 @@ from torch import nn
 from fewshot.backbones import create_backbone
 from fewshot.data import ClassDataset, sample_episodes
 from fewshot.methods import create_method, list_methods, method_class
-from fewshot.train.loop import TrainConfig, TrainingDiverged, checkpoint_key, fit
+from fewshot.train.loop import TrainConfig, TrainingDiverged, fit
 
 WAYS, SHOTS, QUERIES, TASKS = 5, 2, 3, 3
 
@@ -162,17 +162,17 @@ def test_test_time_settings_do_not_key_the_checkpoint():
     data = tiny_dataset()
 
     def key(**options):
-        return checkpoint_key(make("maml", **options), data, TrainConfig(steps=2), seed=0)
+        return make("maml", **options).checkpoint_name(data.fingerprint(), TrainConfig(steps=2), seed=0)
 
     assert key(test_inner_steps=3) == key(test_inner_steps=10)
     assert key(test_inner_steps=3) != key(inner_lr=0.1)
-    assert key() != checkpoint_key(make("fomaml"), data, TrainConfig(steps=2), seed=0)
+    assert key() != make("fomaml").checkpoint_name(data.fingerprint(), TrainConfig(steps=2), seed=0)
 
 
 def test_presets_follow_finn_et_al():
     cls = method_class("maml")
-    omniglot, omniglot20, mini1, mini5 = (cls.preset("omniglot", 5, 1), cls.preset("omniglot", 20, 1),
-                                          cls.preset("miniimagenet", 5, 1), cls.preset("miniimagenet", 5, 5))
+    omniglot, omniglot20, mini1, mini5 = (cls.train_preset("omniglot", 5, 1), cls.train_preset("omniglot", 20, 1),
+                                          cls.train_preset("miniimagenet", 5, 1), cls.train_preset("miniimagenet", 5, 5))
     assert (omniglot.meta_batch, omniglot.lr, omniglot.optimizer, omniglot.ways) == (32, 1e-3, "adam", 5)
     assert (omniglot20.meta_batch, omniglot20.ways, mini1.meta_batch, mini5.meta_batch) == (16, 20, 4, 2)
     for args, inner in ((("omniglot", 5, 1), (0.4, 1, 3)), (("omniglot", 20, 5), (0.1, 5, 5)),
@@ -180,7 +180,7 @@ def test_presets_follow_finn_et_al():
         config = cls.method_preset(*args)
         assert (config.inner_lr, config.train_inner_steps, config.test_inner_steps) == inner
     assert cls.method_preset("omniglot", 5, 1).ways == 5  # the paper's [ways, D] head
-    assert cls.preset("synthetic", 5, 5).steps * cls.preset("synthetic", 5, 5).meta_batch <= 600  # a CPU minute
+    assert cls.train_preset("synthetic", 5, 5).steps * cls.train_preset("synthetic", 5, 5).meta_batch <= 600  # a CPU minute
 
 
 def tiny_dataset(classes: int = 8, per_class: int = 4) -> ClassDataset:

@@ -9,7 +9,9 @@ from fewshot.backbones import create_backbone
 from fewshot.data import sample_episodes
 from fewshot.evaluate.harness import evaluate
 from fewshot.methods import create_method, list_methods, method_class
-from fewshot.methods.base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, TrainKind, register_method
+from fewshot.backbones import list_backbones
+from fewshot.train import TrainConfig, train_preset
 
 from conftest import blob_dataset
 
@@ -18,18 +20,40 @@ BLOBS = blob_dataset(classes=8, per_class=6)
 
 def tiny_method(name: str) -> FewShotMethod:
     torch.manual_seed(0)
-    method = create_method(name, create_backbone("conv4", in_channels=1, image_size=16, hidden=8))
-    method.backbone_spec = {"name": "conv4", "hidden": 8}
-    return method.eval()
+    return create_method(name, create_backbone("conv4", in_channels=1, image_size=16, hidden=8)).eval()
 
 
 @pytest.mark.parametrize("name", list_methods())
 def test_method_declares_itself(name):
     cls = method_class(name)
     assert cls.name == name
-    assert cls.train_kind in {"episodic", "supervised", "none"}
+    assert isinstance(cls.train_kind, TrainKind)
     assert cls.paper, f"{name} should name its paper"
     assert cls.__doc__
+    assert cls.default_backbone in list_backbones(), cls.default_backbone
+    assert isinstance(cls.method_preset("omniglot", 5, 1), cls.Config)
+    preset = cls.train_preset("omniglot", 5, 1)
+    assert preset is None or isinstance(preset, TrainConfig)
+    assert isinstance(train_preset(cls, "synthetic", 5, 1), TrainConfig)
+
+
+def hand_made_backbone(width: int) -> torch.nn.Module:
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, width))
+    backbone.out_features = width
+    return backbone
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_checkpoint_name_comes_from_the_method_and_its_backbone(name):
+    config = TrainConfig(steps=3)
+    narrow, wide = tiny_method(name), create_method(name, create_backbone("conv4", image_size=16, hidden=16))
+    assert narrow.backbone_spec == {"name": "conv4", "hidden": 8}
+    assert narrow.checkpoint_name("fp", config, 0) != wide.checkpoint_name("fp", config, 0)
+    assert narrow.checkpoint_name("fp", config, 0) == tiny_method(name).checkpoint_name("fp", config, 0)
+    assert narrow.checkpoint_name("fp", config, 0) != narrow.checkpoint_name("fp", config, 1)
+    # A hand-made backbone is keyed by its architecture, so two different ones never share a checkpoint.
+    hand = [create_method(name, hand_made_backbone(width)) for width in (4, 8)]
+    assert hand[0].checkpoint_name("fp", config, 0) != hand[1].checkpoint_name("fp", config, 0)
 
 
 @pytest.mark.parametrize("name", list_methods())

@@ -29,8 +29,12 @@ def list_backbones(pattern: str = "*") -> list[str]:
 
 
 def create_backbone(name: str, in_channels: int = 1, image_size: int = 28, **options) -> nn.Module:
-    """Build backbone ``name`` for images of ``in_channels`` channels and ``image_size`` pixels a side."""
+    """Build backbone ``name`` for images of ``in_channels`` channels and ``image_size`` pixels a side.
+
+    The result carries ``backbone_spec = {"name": name, **options}``: how it was built, which methods record and
+    key their checkpoints by."""
     _import_builtin()
+    spec = {"name": name, **options}
     if name.startswith("pretrained:"):
         from fewshot.backbones.pretrained import create_pretrained_backbone
 
@@ -45,6 +49,7 @@ def create_backbone(name: str, in_channels: int = 1, image_size: int = 28, **opt
         model = BACKBONES.get(name)(in_channels=in_channels, image_size=image_size, **options)
     if not hasattr(model, "out_features"):
         model.out_features = feature_size(model, in_channels, image_size)
+    model.backbone_spec = spec
     return model
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from fewshot.methods.base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, TrainKind, register_method
 
 Params = dict[str, Tensor]
 
@@ -71,7 +71,7 @@ class FineTune(FewShotMethod):
     """Chen et al. 2019's Baseline: supervised pre-training, then a linear head per episode on frozen features."""
 
     paper = "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification (Baseline)"
-    train_kind = "supervised"
+    train_kind = TrainKind.SUPERVISED
     frozen_features = True
     eval_batch_size = 100
     Config = FineTuneConfig
@@ -112,7 +112,7 @@ class FullFineTune(FewShotMethod):
     """
 
     paper = "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification (fine-tuning)"
-    train_kind = "supervised"
+    train_kind = TrainKind.SUPERVISED
     frozen_features = False
     eval_batch_size = 10
     Config = FullFineTuneConfig

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fewshot.methods.base import FewShotMethod, config_dict, register_method
+from fewshot.methods.base import FewShotMethod, TrainKind, config_dict, register_method
 
 
 @dataclass
@@ -80,7 +80,7 @@ class ModifiedHausdorff(FewShotMethod):
 
     paper = ("Dubuisson & Jain 1994, A Modified Hausdorff Distance for Object Matching (ICPR); baseline of Lake, "
              "Salakhutdinov & Tenenbaum 2015, Human-level concept learning through probabilistic program induction")
-    train_kind = "none"
+    train_kind = TrainKind.NONE
     frozen_features = False
     eval_batch_size = 5
     Config = HausdorffConfig

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fewshot.methods.base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, TrainKind, register_method
 
 
 @dataclass
@@ -132,7 +132,7 @@ class LinearProbe(FewShotMethod):
     """
 
     paper = "Tian et al. 2020, Rethinking Few-Shot Image Classification: a Good Embedding Is All You Need?"
-    train_kind = "none"
+    train_kind = TrainKind.NONE
     frozen_features = True
     default_backbone = "efficientnet_lite0"
     Config = LinearProbeConfig

@@ -9,10 +9,8 @@ Batch norm always uses the statistics of the batch it is given, never running st
 ``batch_norm`` is in training mode and the update ops never run): per task, the support in the inner loop and the
 query batch for query predictions, in training and at test, so a query's logits depend on the other queries of its
 episode (``transductive = True``). The constructor swaps each ``nn.BatchNorm1d/2d/3d`` of the backbone for
-:class:`BatchStatNorm` (same parameters and state-dict keys, no running statistics), which applies scale and shift
-outside ``F.batch_norm``: with per-task scale and shift under ``vmap``, torch 2.14's ``batch_norm`` gives a wrong
-second-order gradient for its input (``tests/test_maml.py`` would catch it); other batch-norm classes only lose their
-running statistics (``torch.func.replace_all_batch_norm_modules_``). Unlike Finn's code, BN has a scale, BN
+:class:`~fewshot.backbones.batch_stats.BatchStatNorm` (same parameters and state-dict keys, no running statistics), which applies scale and shift
+outside ``F.batch_norm`` (:mod:`fewshot.backbones.batch_stats` says why). Unlike Finn's code, BN has a scale, BN
 parameters are adapted with all others (as in learn2learn), and the head starts at zero (not random normal).
 """
 from __future__ import annotations
@@ -23,10 +21,12 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
+from torch.func import functional_call, grad, vmap
+
+from fewshot.backbones.batch_stats import use_batch_statistics_
 
 from fewshot.train.config import TrainConfig, dataset_family
-from fewshot.methods.base import FewShotMethod, config_dict, register_method
+from fewshot.methods.base import FewShotMethod, TrainKind, config_dict, register_method
 
 Params = dict[str, Tensor]
 
@@ -52,18 +52,17 @@ class MAMLConfig:
 class _MAMLBase(FewShotMethod):
     """Backbone + linear head; the initial weights of both are meta-learned (see the module docstring)."""
 
-    train_kind = "episodic"
+    train_kind = TrainKind.EPISODIC
     transductive = True
     eval_batch_size = 25
-    default_backbone: ClassVar[str] = "conv4"
     Config = MAMLConfig
     #: Detach the inner gradients (no second-order terms in the meta-gradient).
     first_order: ClassVar[bool] = False
     #: Adapt only the head, on backbone features computed once per task (ANIL).
     head_only: ClassVar[bool] = False
 
-    def __init__(self, backbone: nn.Module, config: MAMLConfig | None = None) -> None:
-        super().__init__(backbone, config)
+    def __init__(self, backbone: nn.Module, config: MAMLConfig | None = None, **identity: Any) -> None:
+        super().__init__(backbone, config, **identity)
         use_batch_statistics_(self.backbone)
         features = getattr(backbone, "out_features", None)
         if features is None:
@@ -145,7 +144,7 @@ class _MAMLBase(FewShotMethod):
         return MAMLConfig(ways=ways)
 
     @classmethod
-    def preset(cls, dataset: str, ways: int, shots: int) -> TrainConfig:
+    def train_preset(cls, dataset: str, ways: int, shots: int) -> TrainConfig:
         """Meta-training as in Finn et al. (Adam 1e-3, episodes of the test shape), steps sized for a CPU."""
         family = dataset_family(dataset)
         if family == "omniglot":  # Finn: 40k-60k steps; K queries per class; 32 tasks a step, 16 for 20-way
@@ -157,33 +156,6 @@ class _MAMLBase(FewShotMethod):
         if family == "synthetic":  # 1-2 minutes on one CPU thread (64-filter Conv-4); fewer tasks as shots grow
             return TrainConfig(steps=150, lr=1e-3, ways=ways, shots=shots, queries=1, meta_batch=max(1, 4 // shots))
         return TrainConfig(steps=2000, lr=1e-3, ways=ways, shots=shots, queries=15, meta_batch=4)
-
-
-class BatchStatNorm(nn.Module):
-    """Batch norm on the current batch's statistics only, its scale and shift applied after ``F.batch_norm``."""
-
-    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
-        super().__init__()
-        self.eps = norm.eps
-        self.register_parameter("weight", norm.weight)
-        self.register_parameter("bias", norm.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = F.batch_norm(x, None, None, training=True, eps=self.eps)
-        if self.weight is None:
-            return y
-        shape = (-1,) + (1,) * (x.dim() - 2)
-        return y * self.weight.view(shape) + self.bias.view(shape)
-
-
-def use_batch_statistics_(module: nn.Module) -> nn.Module:
-    """Make every batch-norm layer of ``module`` use batch statistics only, in place (see the module docstring)."""
-    for name, child in module.named_children():
-        if type(child) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-            setattr(module, name, BatchStatNorm(child))
-        else:
-            use_batch_statistics_(child)
-    return replace_all_batch_norm_modules_(module)
 
 
 def _linear(features: Tensor, head: Params) -> Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fewshot.methods.base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, TrainKind, register_method
 
 
 def class_means(features: Tensor, labels: Tensor, ways: int) -> Tensor:
@@ -24,7 +24,7 @@ class ProtoNet(FewShotMethod):
     """Prototypical Networks: episodic meta-training; logits are negative squared distances to class means."""
 
     paper = "Snell, Swersky & Zemel 2017, Prototypical Networks for Few-shot Learning"
-    train_kind = "episodic"
+    train_kind = TrainKind.EPISODIC
     frozen_features = True
 
     def logits_from_features(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:

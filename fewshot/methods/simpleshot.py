@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from fewshot.methods.base import FewShotMethod, register_method
+from fewshot.methods.base import FewShotMethod, TrainKind, register_method
 from fewshot.methods.protonet import class_means, squared_distances
 
 TRANSFORMS = ("UN", "L2N", "CL2N")
@@ -34,7 +34,7 @@ class SimpleShot(FewShotMethod):
     """
 
     paper = "Wang et al. 2019, SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot Learning"
-    train_kind = "none"
+    train_kind = TrainKind.NONE
     frozen_features = True
     default_backbone = "efficientnet_lite0"
     Config = SimpleShotConfig

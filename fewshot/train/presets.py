@@ -1,12 +1,13 @@
 """Training presets per dataset: the optimiser, learning rate, schedule and episode shape a method trains with.
 
-A method may override these with a classmethod ``preset(dataset, ways, shots) -> TrainConfig | None``.
+A method overrides these with its classmethod ``train_preset(dataset, ways, shots) -> TrainConfig | None``.
 Presets are a starting point sized for this suite's defaults; the published-table specs in ``benchmarks/``
 state their own schedules.
 """
 from __future__ import annotations
 
 from fewshot.data.dataset import ClassDataset
+from fewshot.methods.base import FewShotMethod, TrainKind
 from fewshot.train.config import TrainConfig, dataset_family
 
 # Episodic meta-training (ProtoNet-style). Omniglot follows Snell et al. 2017: 60-way training episodes with the
@@ -27,22 +28,21 @@ SUPERVISED = {
 }
 
 
-def train_preset(method_cls, dataset: str, ways: int, shots: int, train_set: ClassDataset | None = None) -> TrainConfig:
+def train_preset(method_cls: type[FewShotMethod], dataset: str, ways: int, shots: int, train_set: ClassDataset | None = None) -> TrainConfig:
     """The training configuration of ``method_cls`` for ``dataset`` when evaluated ``ways``-way ``shots``-shot.
 
     Given the training split, episodic settings are fitted to it: no more ways than it has classes and no more
     queries than its smallest class holds beyond the shots. The result is recorded with every run.
     """
-    custom = getattr(method_cls, "preset", None)
-    config = custom(dataset, ways, shots) if custom is not None else None
+    config = method_cls.train_preset(dataset, ways, shots)
     if config is None:
         family = dataset_family(dataset)
-        if method_cls.train_kind == "supervised":
+        if method_cls.train_kind == TrainKind.SUPERVISED:
             return SUPERVISED[family]
         base = EPISODIC[family]
         # Train with the test shot count and at least as many ways as at test.
         config = base.replace(shots=shots, ways=max(base.ways, ways))
-    if train_set is not None and method_cls.train_kind == "episodic":
+    if train_set is not None and method_cls.train_kind == TrainKind.EPISODIC:
         smallest = int(train_set.class_counts.min())
         config = config.replace(ways=min(config.ways, train_set.num_classes),
                                 queries=max(1, min(config.queries, smallest - config.shots)))
