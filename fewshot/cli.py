@@ -1,30 +1,62 @@
-"""The command line: ``python -m fewshot.bench --method protonet --shots 5``.
+"""The command line, every sub-command of it: ``python -m fewshot.bench --method protonet --shots 5``.
 
-Trains (or reuses) each method on the base classes, evaluates it and the fine-tuning baseline on the same seeded
-test episodes, saves one record per run and prints a leaderboard. ``python -m fewshot.bench list`` lists what is
-registered; further sub-commands (``reproduce``, ``leaderboard``) are listed by ``--help``.
+The default command trains (or reuses) each method on the base classes, evaluates it and the fine-tuning baseline
+on the same seeded test episodes, saves one record per run and prints a leaderboard. Sub-commands: ``list``,
+``reproduce``, ``leaderboard``, ``site`` (each has ``--help``). Everything a command is given is checked before any
+training or evaluation starts.
+
+Exit codes: 0 done; 1 the work failed (a missing or corrupt file, a setting the data cannot meet); 2 a bad
+argument, option or spec; 130 interrupted (SIGINT or SIGTERM: what finished and a partial checkpoint of the
+training in progress are kept; the same command continues). Errors are one ``error:`` line; ``--debug`` shows the
+traceback instead. ``--plugin MODULE`` (repeatable, any sub-command) imports a module that registers methods,
+datasets or backbones; installed packages do so through the ``fewshot.methods`` entry-point group.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-from fewshot.backbones import list_backbones
-from fewshot.backbones.pretrained import PACKAGED
-from fewshot.data import list_datasets
-from fewshot.results.leaderboard import summary_table
-from fewshot.methods import list_methods, method_class
-from fewshot.results.records import save_record
-from fewshot.runner import CellSpec, Runner
+from fewshot.core.errors import Interrupted, UsageError, UserError
+from fewshot.core.plugins import import_plugin
 
+PROG = "python -m fewshot.bench"
 SUBCOMMANDS = {
-    "list": "list the registered datasets, methods and backbones",
+    "list": "list the registered datasets, fixed episode sets, methods and backbones",
     "reproduce": "regenerate published tables from benchmarks/ specs (reproduce --help)",
     "leaderboard": "build a leaderboard from stored run records (leaderboard --help)",
+    "site": "build results/index.html, the results page, from the stored records (site --help)",
 }
+RESUME = "run the same command again to continue"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors raised as :class:`UsageError` (one ``error:`` line, exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+def _number(kind: Callable[[str], Any], minimum: float, what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, 1, "a whole number")
+natural_int = _number(int, 0, "a whole number")
+seconds = _number(float, 0, "a number of seconds")
 
 
 def _split_names(values: Sequence[str]) -> list[str]:
@@ -32,20 +64,21 @@ def _split_names(values: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fewshot.bench",
+    parser = ArgumentParser(
+        prog=PROG,
         description="Few-shot benchmark: train or reuse methods, evaluate them on shared seeded episodes, "
                     "compare against fine-tuning.",
-        epilog="sub-commands: " + "; ".join(f"'{k}': {v}" for k, v in SUBCOMMANDS.items()),
+        epilog="sub-commands: " + "; ".join(f"'{k}': {v}" for k, v in SUBCOMMANDS.items())
+               + ". Every command also takes --plugin MODULE (repeatable) and --debug.",
     )
     parser.add_argument("--method", nargs="+", default=["protonet"],
                         help="method name(s), space- or comma-separated (see 'list')")
     parser.add_argument("--dataset", default="synthetic",
                         help="a registered dataset or a folder with one sub-folder of images per class")
-    parser.add_argument("--ways", type=int, default=5)
-    parser.add_argument("--shots", type=int, nargs="+", default=[5], help="one or more shot counts")
-    parser.add_argument("--queries", type=int, default=15, help="query examples per class")
-    parser.add_argument("--episodes", type=int, default=600, help="test episodes")
+    parser.add_argument("--ways", type=_number(int, 2, "a whole number"), default=5)
+    parser.add_argument("--shots", type=positive_int, nargs="+", default=[5], help="one or more shot counts")
+    parser.add_argument("--queries", type=positive_int, default=15, help="query examples per class")
+    parser.add_argument("--episodes", type=positive_int, default=600, help="test episodes")
     parser.add_argument("--backbone", default=None,
                         help="backbone of the --method(s) (default: each method's own); the baseline keeps its own")
     parser.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
@@ -55,30 +88,91 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default="finetune",
                         help="method every row is compared with on the same episodes ('none' for no baseline)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test episodes")
-    parser.add_argument("--train-seed", type=int, default=0, help="seed of training")
-    parser.add_argument("--train-steps", type=int, default=None, help="override the preset's training steps")
+    parser.add_argument("--seed", type=natural_int, default=0, help="seed of the test episodes")
+    parser.add_argument("--train-seed", type=natural_int, default=0, help="seed of training")
+    parser.add_argument("--train-steps", type=positive_int, default=None, help="override the preset's training steps")
     parser.add_argument("--data-root", default=None, help="data root (default: $FEWSHOT_DATA, then the user cache)")
     parser.add_argument("--checkpoint-dir", default=None, help="default: $FEWSHOT_CACHE/checkpoints")
-    parser.add_argument("--eval-batch", type=int, default=None, help="episodes per evaluation batch")
+    parser.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
+                        help="also save a partial checkpoint of a training this often (default 60)")
+    parser.add_argument("--eval-batch", type=positive_int, default=None, help="episodes per evaluation batch")
     parser.add_argument("--out", default="results/runs", help="folder for the run records (JSON)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only the table")
     return parser
 
 
-def list_registered() -> str:
-    return "\n".join([
-        "datasets:  " + ", ".join(list_datasets()),
-        "methods:   " + ", ".join(list_methods()),
-        "backbones: " + ", ".join(list_backbones()) + ", timm:<any timm model>",
-    ])
+# ----------------------------------------------------------------------------------------------------------------
+# Checks shared by the sub-commands
+
+def check_device(text: str) -> str:
+    """``text`` if it names a device this machine has (``auto`` always does), else a :class:`UsageError`."""
+    import torch
+
+    if text == "auto":
+        return text
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {text}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: CUDA is not available on this machine; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {text}: MPS is not available on this machine; use --device cpu or auto")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {text}: the suite runs on auto, cpu, cuda or mps devices")
+    return text
+
+
+def check_output_dir(path: str | Path, option: str) -> Path:
+    """Create folder ``path`` if needed and prove it writable, before any work is done."""
+    from fewshot.core.atomic import atomic_write_bytes
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: a file is there, not a folder; choose a folder")
+    probe = path / ".fewshot-write-test"
+    try:
+        atomic_write_bytes(probe, b"")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot write there ({error.strerror or error}); choose another "
+                         f"folder") from None
+    return path
+
+
+def check_input_dir(path: str | None, option: str) -> None:
+    if path is not None and not Path(path).is_dir():
+        raise UsageError(f"{option} {path}: no such folder")
+
+
+def check_methods(names: Sequence[str], option: str = "--method") -> None:
+    from fewshot.methods import list_methods
+
+    available = list_methods()
+    for name in names:
+        if name not in available:
+            raise UsageError(f"{option}: unknown method {name!r}; available: {', '.join(available)} "
+                             f"(a method of your own: --plugin MODULE)")
+
+
+def check_backbone(name: str | None) -> None:
+    from fewshot.backbones import list_backbones
+
+    if name is None or name.startswith(("timm:", "pretrained:")) or name in list_backbones():
+        return
+    raise UsageError(f"--backbone: unknown backbone {name!r}; available: {', '.join(list_backbones())}, "
+                     f"timm:<model>, pretrained:<model>")
 
 
 def _key_value(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE read as a number or boolean where it is one."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"--backbone-option takes KEY=VALUE, got {text!r}")
+        raise UsageError(f"--backbone-option takes KEY=VALUE, got {text!r}")
     lowered = value.lower()
     if lowered in ("true", "false"):
         return key, lowered == "true"
@@ -90,75 +184,178 @@ def _key_value(text: str) -> tuple[str, object]:
     return key, value
 
 
-def _weights_option(method: str, args: argparse.Namespace) -> dict[str, str]:
-    """``{"weights": PATH}`` for a method whose backbone is a pretrained one, when ``--weights`` is given."""
-    backbone = args.backbone or getattr(method_class(method), "default_backbone", "conv4")
-    return {"weights": args.weights} if args.weights and backbone in PACKAGED else {}
+# ----------------------------------------------------------------------------------------------------------------
+# Sub-commands
+
+def list_registered() -> str:
+    from fewshot.backbones import list_backbones
+    from fewshot.data import list_datasets
+    from fewshot.data.fixed import list_fixed_episodes
+    from fewshot.methods import list_methods
+
+    return "\n".join([
+        "datasets:       " + ", ".join(list_datasets()),
+        "episode sets:   " + ", ".join(list_fixed_episodes()) + "  (fixed test episodes, used by specs)",
+        "methods:        " + ", ".join(list_methods()),
+        "backbones:      " + ", ".join(list_backbones()) + ", timm:<any timm model>, pretrained:<any timm model>",
+    ])
+
+
+def list_main(argv: Sequence[str]) -> int:
+    ArgumentParser(prog=f"{PROG} list", description=SUBCOMMANDS["list"]).parse_args(argv)
+    print(list_registered())
+    return 0
+
+
+def bench_main(argv: Sequence[str]) -> int:
+    """The default command: check everything, prepare every cell, then train and evaluate them in turn."""
+    from fewshot.backbones.pretrained import PACKAGED
+    from fewshot.data import list_datasets
+    from fewshot.methods import method_class
+    from fewshot.results.leaderboard import summary_table
+    from fewshot.results.records import save_record
+    from fewshot.runner import CellSpec, Runner
+
+    args = build_parser().parse_args(argv)
+    methods = _split_names(args.method)
+    baseline = None if args.baseline.lower() == "none" else args.baseline
+    check_methods(methods)
+    check_methods([baseline] if baseline else [], "--baseline")
+    chosen = list(methods)
+    if baseline and baseline not in methods:
+        methods.append(baseline)
+    if args.dataset not in list_datasets() and not Path(args.dataset).is_dir():
+        raise UsageError(f"--dataset {args.dataset}: neither a registered dataset ({', '.join(list_datasets())}) "
+                         f"nor a folder of class folders")
+    check_backbone(args.backbone)
+    check_device(args.device)
+    check_input_dir(args.data_root, "--data-root")
+    extra_options = dict(_key_value(o) for o in args.backbone_option)
+    def uses_weights(name: str) -> bool:
+        backbone = (args.backbone if name in chosen else None) or method_class(name).default_backbone
+        return bool(args.weights) and backbone in PACKAGED
+
+    if args.weights and not any(uses_weights(name) for name in methods):
+        raise UsageError("--weights is for pretrained backbones (" + ", ".join(PACKAGED) + "); no method here uses "
+                         "one")
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise UsageError(f"--weights {args.weights}: no such file")
+    out = check_output_dir(args.out, "--out")
+    if args.checkpoint_dir is not None:
+        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+
+    runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
+                    progress=not args.quiet, eval_batch_size=args.eval_batch,
+                    checkpoint_seconds=args.checkpoint_seconds)
+    train = {"steps": args.train_steps} if args.train_steps else {}
+    specs = [CellSpec(method=name, dataset=args.dataset, ways=args.ways, shots=shots, queries=args.queries,
+                      episodes=args.episodes, seed=args.seed, train_seed=args.train_seed, train=dict(train),
+                      # --backbone and its options are for the methods asked for; an added baseline keeps its
+                      # own backbone (pre-training on a large pretrained one would take hours).
+                      backbone=args.backbone if name in chosen else None,
+                      backbone_options={**({"weights": args.weights} if uses_weights(name) else {}),
+                                        **(extra_options if name in chosen else {})})
+             for shots in args.shots for name in methods]
+    cells = [runner.prepare(spec) for spec in specs]     # data, episodes, builds: every check before training
+    records = []
+    start = time.perf_counter()
+    for cell in cells:
+        spec = cell.spec
+        if not args.quiet:
+            print(f"[{spec.method}] {spec.dataset} {spec.ways}-way {spec.shots}-shot ...", file=sys.stderr)
+        record = runner.run(cell)
+        save_record(record, out)
+        records.append(record)
+        for warning in record.train.get("warnings", []):
+            print(f"warning: [{spec.method}] {warning}", file=sys.stderr)
+    table = summary_table(records, baseline=baseline)
+    print(table.to_markdown(index=False))
+    print(f"\n{len(records)} run(s) on {runner.device} in {time.perf_counter() - start:.0f} s; records in {out}")
+    return 0
+
+
+def reproduce_main(argv: Sequence[str]) -> int:
+    from fewshot.reproduce.run import main
+
+    return main(list(argv))
+
+
+def leaderboard_main(argv: Sequence[str]) -> int:
+    from fewshot.results.leaderboard import main
+
+    return main(list(argv))
+
+
+def site_main(argv: Sequence[str]) -> int:
+    from fewshot.results.site import site_main as main
+
+    return main(list(argv))
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "list": list_main, "reproduce": reproduce_main, "leaderboard": leaderboard_main, "site": site_main,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The entry point: plug-ins, signals, errors and exit codes
+
+def _take_plugins(argv: list[str]) -> list[str]:
+    """Import every ``--plugin MODULE`` (or ``--plugin=MODULE``) and return the other arguments."""
+    rest, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--plugin":
+            if i + 1 >= len(argv):
+                raise UsageError("--plugin needs a module name or a .py file")
+            import_plugin(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--plugin="):
+            import_plugin(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        i += 1
+    return rest
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}; finished runs are saved; {RESUME}")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "list":
-        print(list_registered())
-        return 0
-    if argv and argv[0] == "reproduce":
-        from fewshot.reproduce.run import main as reproduce_main
-
-        return reproduce_main(argv[1:])
-    if argv and argv[0] == "leaderboard":
-        from fewshot.results.leaderboard import main as leaderboard_main
-
-        return leaderboard_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    methods = _split_names(args.method)
-    baseline = None if args.baseline.lower() == "none" else args.baseline
-    available = list_methods()
-    for name in methods + ([baseline] if baseline else []):
-        if name not in available:
-            print(f"error: unknown method {name!r}; available: {', '.join(available)}", file=sys.stderr)
-            return 2
-    chosen = list(methods)
-    if baseline and baseline not in methods:
-        methods.append(baseline)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        extra_options = dict(_key_value(o) for o in args.backbone_option)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
-                    progress=not args.quiet, eval_batch_size=args.eval_batch)
-    train = {"steps": args.train_steps} if args.train_steps else {}
-    backbone_options = {name: _weights_option(name, args) for name in methods}
-    if args.weights and not any(backbone_options.values()):
-        print("error: --weights is for pretrained backbones (" + ", ".join(PACKAGED) + "); no method here uses one",
-              file=sys.stderr)
-        return 2
-    records = []
-    start = time.perf_counter()
-    try:
-        for shots in args.shots:
-            for name in methods:
-                spec = CellSpec(method=name, dataset=args.dataset, ways=args.ways, shots=shots,
-                                queries=args.queries, episodes=args.episodes, seed=args.seed,
-                                train_seed=args.train_seed, train=dict(train),
-                                # --backbone and its options are for the methods asked for; an added baseline
-                                # keeps its own backbone (pre-training on a large pretrained one would take hours).
-                                backbone=args.backbone if name in chosen else None,
-                                backbone_options={**backbone_options[name],
-                                                  **(extra_options if name in chosen else {})})
-                if not args.quiet:
-                    print(f"[{name}] {args.dataset} {args.ways}-way {shots}-shot ...", file=sys.stderr)
-                record = runner.run(spec)
-                save_record(record, args.out)
-                records.append(record)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        argv = _take_plugins(argv)
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return bench_main(argv)
+    except KeyboardInterrupt as error:
+        message = _one_line(error) if isinstance(error, Interrupted) else f"finished runs are saved; {RESUME}"
+        print(f"\ninterrupted: {message}", file=sys.stderr)
+        return Interrupted.exit_code
+    except UserError as error:
+        if debug:
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return error.exit_code
+    except Exception as error:  # a bug: still one line, with the way to see more
+        if debug:
+            raise
+        print(f"error: unexpected {type(error).__name__}: {_one_line(error)} (run again with --debug for the "
+              f"traceback, and please report it)", file=sys.stderr)
         return 1
-    table = summary_table(records, baseline=baseline)
-    print(table.to_markdown(index=False))
-    print(f"\n{len(records)} run(s) on {runner.device} in {time.perf_counter() - start:.0f} s; "
-          f"records in {Path(args.out)}")
-    return 0
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
 from fewshot.methods.base import FewShotMethod, TrainKind
+from fewshot.core.errors import UsageError, UserError
 from fewshot.core.paths import cache_dir
 from fewshot.train.presets import train_preset
 from fewshot.results.records import RunRecord, environment, now
@@ -49,12 +50,27 @@ class CellSpec:
     fixed_episodes: str | None = None
 
 
+@dataclass
+class PreparedCell:
+    """A cell ready to train and evaluate (:meth:`Runner.prepare`)."""
+
+    spec: CellSpec
+    test_set: ClassDataset
+    episodes: EpisodeSet
+    train_set: ClassDataset
+    method: FewShotMethod
+    config: TrainConfig
+    trains: bool
+
+
 class Runner:
     """Runs cells, caching datasets, episode sets and trained methods between them."""
 
     def __init__(self, *, data_root: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
-                 device: str = "auto", progress: bool = True, eval_batch_size: int | None = None) -> None:
+                 device: str = "auto", progress: bool = True, eval_batch_size: int | None = None,
+                 checkpoint_seconds: float = 60.0) -> None:
         self.data_root = data_root
+        self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
         self.device = resolve_device(device)
         self.progress = progress
@@ -109,18 +125,50 @@ class Runner:
         return {**base, **spec.method_options}
 
     def train_config(self, spec: CellSpec, method: FewShotMethod, train_set: ClassDataset) -> TrainConfig:
-        return train_preset(type(method), spec.dataset, spec.ways, spec.shots, train_set).replace(**spec.train)
+        config = train_preset(type(method), spec.dataset, spec.ways, spec.shots, train_set)
+        unknown = set(spec.train) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise UsageError(f"unknown training key(s) {sorted(unknown)}; TrainConfig has "
+                             f"{sorted(f.name for f in dataclasses.fields(TrainConfig))}")
+        config = config.replace(**spec.train)
+        for key in ("steps", "ways", "shots", "queries", "meta_batch", "batch_size"):
+            if getattr(config, key) < 1:
+                raise UsageError(f"training key {key!r} must be at least 1, got {getattr(config, key)}")
+        return config
 
-    def run(self, spec: CellSpec) -> RunRecord:
-        """Train (or reuse) and evaluate one cell; returns its record (not yet saved)."""
-        test_set, episodes = self.test_data(spec)
-        # A method that does not train never needs the training split (it is built for the test images' shape).
-        trains = method_class(spec.method).train_kind != TrainKind.NONE
-        train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options) if trains else test_set
-        method = self.build(spec, train_set)
+    def prepare(self, spec: CellSpec) -> PreparedCell:
+        """Everything a cell needs before it trains: data loaded, test episodes sampled, the method built and its
+        schedule fixed. Impossible settings raise :class:`~fewshot.core.errors.UsageError` here, before any
+        training, so a command can check every cell first."""
+        context = f"{spec.method} on {spec.fixed_episodes or spec.dataset} {spec.ways}-way {spec.shots}-shot"
+        try:
+            test_set, episodes = self.test_data(spec)
+            # A method that does not train never needs the training split (it is built for the test images' shape).
+            trains = method_class(spec.method).train_kind != TrainKind.NONE
+            train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options) if trains else test_set
+        except UserError:
+            raise
+        except (ValueError, TypeError, KeyError) as error:  # a setting the data cannot meet, or a bad dataset option
+            raise UserError(f"{context}: {_message(error)}") from None
+        try:
+            method = self.build(spec, train_set)
+        except UserError:
+            raise
+        except (ValueError, TypeError, KeyError) as error:
+            backbone = spec.backbone or method_class(spec.method).default_backbone
+            raise UsageError(f"{context}, backbone {backbone} {spec.backbone_options or ''}: {_message(error)}; "
+                             f"check the backbone and method options") from None
         config = self.train_config(spec, method, train_set)
+        return PreparedCell(spec, test_set, episodes, train_set, method, config, trains)
+
+    def run(self, spec: CellSpec | PreparedCell) -> RunRecord:
+        """Train (or reuse) and evaluate one cell; returns its record (not yet saved)."""
+        cell = spec if isinstance(spec, PreparedCell) else self.prepare(spec)
+        spec, test_set, episodes, train_set = cell.spec, cell.test_set, cell.episodes, cell.train_set
+        method, config, trains = cell.method, cell.config, cell.trains
         report: TrainReport = fit(method, train_set, config, seed=spec.train_seed,
-                                  checkpoint_dir=self.checkpoint_dir, device=self.device, progress=self.progress)
+                                  checkpoint_dir=self.checkpoint_dir, device=self.device, progress=self.progress,
+                                  checkpoint_seconds=self.checkpoint_seconds)
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress)
         fixed = spec.fixed_episodes
@@ -132,11 +180,17 @@ class Runner:
             accuracies=result.accuracies.tolist(), train_seconds=report.seconds, eval_seconds=result.seconds,
             config={**method.describe(),
                     # Pretrained backbones: architecture, weights sha256 and preprocessing.
-                    "backbone_identity": getattr(method.backbone, "feature_cache_identity", None), "train": dataclasses.asdict(config) if trains else {},
+                    "backbone_identity": getattr(method.backbone, "feature_cache_identity", None),
+                    "train": dataclasses.asdict(config) if trains else {},
                     "dataset_options": spec.dataset_options, "train_split": spec.train_split,
                     "train_dataset": spec.dataset, "fixed_episodes": fixed},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
-                   "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss},
+                   "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
+                   "curve": report.curve, "warnings": report.warnings},
             environment={**environment(str(self.device)), **result.timings},
             created=now(),
         )
+
+
+def _message(error: Exception) -> str:
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fewshot.core.errors import DataError, UserError
 from fewshot.backbones import register_backbone
 from fewshot.core.hashing import sha256_file
 
@@ -33,11 +34,11 @@ __all__ = ["Preprocess", "PretrainedBackbone", "WeightsPackage", "WeightsMismatc
            "create_pretrained_backbone", "load_state_by_order", "sha256_file", "PACKAGED"]
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(DataError):
     """A weights file does not fit the model (tensor count or a shape differs); nothing was loaded."""
 
 
-class MissingWeightsError(RuntimeError):
+class MissingWeightsError(UserError, RuntimeError):
     """The weights are not on this machine (package not installed, file missing, hub unreachable)."""
 
 
@@ -148,7 +149,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """The tensors of a checkpoint file (a state dict, or one under ``state_dict`` / ``model``)."""
     if not Path(path).is_file():
         raise MissingWeightsError(f"weights file {str(path)!r} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch's own advice (weights_only=False) would be wrong for a file of unknown origin
+        raise DataError(f"weights file {str(path)!r} is not a PyTorch weights file that can be loaded safely "
+                        f"({type(error).__name__}); give a state dict saved with torch.save") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from fewshot.core.plugins import load_entry_points
 from fewshot.methods.base import METHODS, FewShotMethod, create_method, method_class, register_method
 
 
@@ -14,10 +15,12 @@ def list_methods(pattern: str = "*") -> list[str]:
 
 
 def _import_builtin() -> None:
-    # Every module in this package registers its methods on import: adding a method is adding a file.
+    # Every module in this package registers its methods on import: adding a method is adding a file. Installed
+    # packages add theirs through the "fewshot.methods" entry-point group.
     for info in pkgutil.iter_modules(__path__):
         if not info.name.startswith("_") and info.name != "base":
             importlib.import_module(f"{__name__}.{info.name}")
+    load_entry_points()
 
 
 __all__ = ["FewShotMethod", "METHODS", "register_method", "create_method", "method_class", "list_methods"]

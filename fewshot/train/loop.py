@@ -62,7 +62,10 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
             return _load(method, path, device)
     session = TrainSession(path, total_steps=config.steps, seed=seed, device=device, progress=progress,
                            every_steps=config.checkpoint_every, every_seconds=checkpoint_seconds)
-    with session.signals():
+    # Training draws from the global RNG (a supervised head's initialisation, dropout, a method's own noise): fork
+    # it and seed it, so that the weights depend on the seed alone, not on the process or on what ran before.
+    with session.signals(), torch.random.fork_rng(devices=_cuda_indices(device)):
+        torch.manual_seed(seed)
         if method.train_kind == TrainKind.EPISODIC:
             loss = train_episodic(method, dataset, config, session)
         elif method.train_kind == TrainKind.SUPERVISED:
@@ -77,6 +80,11 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
         session.discard_partial()
     method.eval()
     return report
+
+
+def _cuda_indices(device: torch.device | str) -> list[int]:
+    device = torch.device(device)
+    return [device.index or 0] if device.type == "cuda" else []
 
 
 def _load(method: FewShotMethod, path: Path, device: torch.device | str) -> TrainReport:

@@ -72,6 +72,8 @@ class TrainSession:
             raise DataError(f"cannot resume from {self.partial} ({type(error).__name__}: {error}); delete it to "
                             f"train from the start") from None
         torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.device(self.device).type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], torch.device(self.device))
         self.losses = list(state["losses"])
         self._seconds_before = float(state["seconds"])
         self._started = time.perf_counter()
@@ -107,6 +109,8 @@ class TrainSession:
         if self.partial is None:
             return None
         state = {key: module.state_dict() for key, module in modules.items()}
+        if torch.device(self.device).type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(torch.device(self.device))
         atomic_torch_save({**state, "step": step, "rng": torch.get_rng_state(), "losses": self.losses,
                            "seconds": self.seconds}, self.partial)
         return self.partial
