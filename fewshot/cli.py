@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "list": "list the registered datasets, methods and backbones",
     "reproduce": "regenerate published tables from benchmarks/ specs (reproduce --help)",
     "leaderboard": "build a leaderboard from stored run records (leaderboard --help)",
+    "site": "write results/index.html, the results page, from the stored records (site --help)",
 }
 
 
@@ -109,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fewshot.results.leaderboard import main as leaderboard_main
 
         return leaderboard_main(argv[1:])
+    if argv and argv[0] == "site":
+        from fewshot.results.site import site_main
+
+        return site_main(argv[1:])
     args = build_parser().parse_args(argv)
     methods = _split_names(args.method)
     baseline = None if args.baseline.lower() == "none" else args.baseline

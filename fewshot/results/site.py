@@ -194,10 +194,13 @@ def collect(results: str | os.PathLike, benchmarks: str | os.PathLike | None = N
                 others.append((rel, data))
         if not records and not others:
             continue
+        # The spec the records say they reproduce (the most common one), else one named like the folder.
         names = Counter(s.reproduce.get("spec") for s in records if s.reproduce.get("spec"))
-        name = min(names, key=lambda n: (-names[n], n)) if names else folder.name
-        spec, note = _spec_for(name, benchmarks) if names or (benchmarks / f"{folder.name}.toml").is_file() \
-            else (None, "")
+        spec, note = None, ""
+        if names:
+            spec, note = _spec_for(min(names, key=lambda n: (-names[n], n)), benchmarks)
+        elif (benchmarks / f"{folder.name}.toml").is_file():
+            spec, note = _spec_for(folder.name, benchmarks)
         files = [f"{folder.name}/{f}" for f in LINKED if (folder / f).is_file()]
         folders.append(Folder(folder.name, records, spec, note, others, files))
     return folders
@@ -253,7 +256,3 @@ def site_main(argv: Sequence[str] | None = None) -> int:
     atomic_write_text(out, page)
     print(f"wrote {out}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(site_main())
