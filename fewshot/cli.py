@@ -287,9 +287,34 @@ def leaderboard_main(argv: Sequence[str]) -> int:
 
 
 def site_main(argv: Sequence[str]) -> int:
-    from fewshot.results.site import site_main as main
+    """``site [--results DIR] [--out PATH] [--benchmarks DIR] [--check]``: write or check the results page."""
+    from fewshot.core.atomic import atomic_write_text
+    from fewshot.site import build_site
 
-    return main(list(argv))
+    parser = ArgumentParser(prog=f"{PROG} site", description="Write the results page (one static HTML file) from "
+                            "the run records under --results and the paper numbers of the specs in benchmarks/.")
+    parser.add_argument("--results", default="results", help="folder of result folders (default: results)")
+    parser.add_argument("--out", default=None, help="the page to write (default: <results>/index.html)")
+    parser.add_argument("--benchmarks", default=None, help="folder of specs (default: <results>/../benchmarks)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when the page differs from a regeneration")
+    args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else Path(args.results) / "index.html"
+    page = build_site(args.results, out, args.benchmarks)
+    if args.check:
+        current = out.read_text(encoding="utf-8") if out.is_file() else None
+        if current != page:
+            why = "is missing" if current is None else "differs from a regeneration from the records"
+            options = (f" --results {args.results}" if args.results != "results" else "") + \
+                (f" --out {args.out}" if args.out else "")
+            raise UserError(f"{out} {why}; run `{PROG} site{options}` and commit it")
+        print(f"{out} is up to date", file=sys.stderr)
+        return 0
+    if not args.out:
+        check_output_dir(out.parent, "--results")
+    atomic_write_text(out, page)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

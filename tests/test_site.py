@@ -16,9 +16,10 @@ import pytest
 from fewshot.cli import main as cli_main
 from fewshot.reproduce.specs import load_spec
 from fewshot.results.records import RunRecord, load_records, save_record
-from fewshot.results.site import build_site, collect, site_main
+from fewshot.cli import main
+from fewshot.site import build_site, collect
 from fewshot.results.stats import mean_ci
-from fewshot.results.svg import Series, dot_plot, line_plot, nice_ticks
+from fewshot.site.svg import Series, dot_plot, line_plot, nice_ticks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, BENCHMARKS = ROOT / "results", ROOT / "benchmarks"
@@ -123,7 +124,7 @@ def curve_results(tmp_path: Path) -> Path:
 def test_committed_page_equals_a_regeneration(page):
     assert (RESULTS / "index.html").read_text(encoding="utf-8") == page, \
         "results/index.html is stale: run `python -m fewshot.bench site` and commit it"
-    assert site_main(["--results", str(RESULTS), "--check"]) == 0
+    assert main(["site", "--results", str(RESULTS), "--check"]) == 0
 
 
 def test_same_records_give_byte_identical_html_anywhere(tmp_path, page):
@@ -138,26 +139,26 @@ def test_same_records_give_byte_identical_html_anywhere(tmp_path, page):
 
 def test_check_fails_on_a_stale_page_and_write_fixes_it(curve_results, capsys):
     out = curve_results / "index.html"
-    assert site_main(["--results", str(curve_results), "--check"]) == 1
+    assert main(["site", "--results", str(curve_results), "--check"]) == 1
     assert capsys.readouterr().err == (f"error: {out} is missing; run `python -m fewshot.bench site --results "
                                        f"{curve_results}` and commit it\n")
     assert cli_main(["site", "--results", str(curve_results)]) == 0
     assert out.read_text(encoding="utf-8") == build_site(curve_results)
-    assert site_main(["--results", str(curve_results), "--check"]) == 0
+    assert main(["site", "--results", str(curve_results), "--check"]) == 0
     save_record(synthetic_record("maml", 3), curve_results / "curves")
     capsys.readouterr()
-    assert site_main(["--results", str(curve_results), "--check"]) == 1
+    assert main(["site", "--results", str(curve_results), "--check"]) == 1
     assert "differs from a regeneration from the records" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line_naming_the_option_or_file(tmp_path, capsys):
-    assert site_main(["--results", str(tmp_path / "none")]) == 2
+    assert main(["site", "--results", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == (f"error: --results {tmp_path / 'none'}: no such folder; pass the folder "
                                        f"that holds the result folders (default: results)\n")
     bad = tmp_path / "results" / "run" / "broken.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{not json")
-    assert site_main(["--results", str(tmp_path / "results")]) == 1
+    assert main(["site", "--results", str(tmp_path / "results")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}: not a readable JSON result (") and err.endswith(
         "); fix or remove the file\n")
@@ -306,7 +307,7 @@ def full_results(tmp_path: Path, curve_results: Path) -> Path:
     results = tmp_path / "all" / "results"
     shutil.copytree(RESULTS, results)
     shutil.copytree(curve_results / "curves", results / "curves")
-    assert site_main(["--results", str(results), "--benchmarks", str(BENCHMARKS)]) == 0
+    assert main(["site", "--results", str(results), "--benchmarks", str(BENCHMARKS)]) == 0
     return results
 
 

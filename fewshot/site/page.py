@@ -1,4 +1,4 @@
-"""HTML of the results page (:mod:`fewshot.results.site`): sections, sortable tables, provenance, plots, curves.
+"""HTML of the results page (:mod:`fewshot.site.collect`): sections, sortable tables, provenance, plots, curves.
 
 Sortable cells carry their sort key in ``data-sort``; tables carry ``data-rows`` and ``data-records`` and the body
 ``data-tables`` and ``data-plots``, which the page's ``#selftest`` mode checks against what the browser rendered.
@@ -12,10 +12,10 @@ from html import escape
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from fewshot.results.site import Folder, Row, StoredRecord, baseline_of, curve, difference, score
-from fewshot.results.site_assets import CSS, SCRIPT
+from fewshot.site.collect import Folder, Row, StoredRecord, baseline_of, curve, difference, score
+from fewshot.site.assets import CSS, SCRIPT
 from fewshot.results.stats import is_significant
-from fewshot.results.svg import Series, bar_plot, dot_plot, line_plot
+from fewshot.site.svg import Series, bar_plot, dot_plot, line_plot
 
 
 def _id(*parts: str) -> str:

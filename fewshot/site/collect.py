@@ -5,14 +5,13 @@ the folder's spec in ``benchmarks/``), an inline SVG plot, the learning curves r
 provenance one click away. The page is one static file (inline CSS, JS and SVG; no network) and is a pure function
 of the records and specs: the same inputs give byte-identical HTML, so ``--check`` can tell a stale page.
 
-This module collects what a page shows (:func:`collect`); :mod:`fewshot.results.site_html` renders it.
+This module collects what a page shows (:func:`collect`); :mod:`fewshot.site.page` renders it and
+:func:`fewshot.site.build_site` joins the two.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,55 +203,3 @@ def collect(results: str | os.PathLike, benchmarks: str | os.PathLike | None = N
         files = [f"{folder.name}/{f}" for f in LINKED if (folder / f).is_file()]
         folders.append(Folder(folder.name, records, spec, note, others, files))
     return folders
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The command
-
-
-def build_site(results: str | os.PathLike = "results", out: str | os.PathLike | None = None,
-               benchmarks: str | os.PathLike | None = None) -> str:
-    """The page's HTML for the records under ``results``; links are relative to ``out``'s folder."""
-    from fewshot.results.site_html import render_page
-
-    results = Path(results)
-    out = Path(out) if out is not None else results / "index.html"
-    link_base = os.path.relpath(results, out.parent).replace(os.sep, "/")
-    return render_page(collect(results, benchmarks), link_base=link_base)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fewshot.bench site",
-        description="Write the results page (one static HTML file) from the run records under --results and the "
-                    "paper numbers of the specs in benchmarks/.")
-    p.add_argument("--results", default="results", help="folder of result folders (default: results)")
-    p.add_argument("--out", default=None, help="the page to write (default: <results>/index.html)")
-    p.add_argument("--benchmarks", default=None, help="folder of specs (default: <results>/../benchmarks)")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 when the page differs from a regeneration")
-    return p
-
-
-def site_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fewshot.bench site [--results DIR] [--out PATH] [--check]``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    out = Path(args.out) if args.out else Path(args.results) / "index.html"
-    try:
-        page = build_site(args.results, out, args.benchmarks)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    if args.check:
-        current = out.read_text(encoding="utf-8") if out.is_file() else None
-        if current != page:
-            why = "is missing" if current is None else "differs from a regeneration from the records"
-            print(f"error: {out} {why}; run `python -m fewshot.bench site"
-                  f"{'' if args.results == 'results' else f' --results {args.results}'}"
-                  f"{f' --out {args.out}' if args.out else ''}` and commit it", file=sys.stderr)
-            return 1
-        print(f"{out} is up to date", file=sys.stderr)
-        return 0
-    atomic_write_text(out, page)
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
