@@ -7,20 +7,10 @@ offline pretrained backbones of :mod:`fewshot.backbones.pretrained` (``efficient
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-from fewshot.core.registry import Registry
-
-BackboneFactory = Callable[..., nn.Module]
-BACKBONES: Registry[BackboneFactory] = Registry("backbone")
-
-
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Decorator registering ``factory(in_channels=..., image_size=..., **options) -> nn.Module``."""
-    return BACKBONES.register(name)
+from fewshot.backbones.registry import BACKBONES, BackboneFactory, register_backbone
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
@@ -69,3 +59,6 @@ def _import_builtin() -> None:
         from fewshot.backbones import pretrained  # noqa: F401
     except ImportError:  # pragma: no cover - the pretrained module is optional while it is being written
         pass
+
+
+__all__ = ["BACKBONES", "BackboneFactory", "create_backbone", "feature_size", "list_backbones", "register_backbone"]

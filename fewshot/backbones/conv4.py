@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fewshot.backbones import register_backbone
+from fewshot.backbones.registry import register_backbone
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

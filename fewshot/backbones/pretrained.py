@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fewshot.core.errors import DataError, UserError
-from fewshot.backbones import register_backbone
+from fewshot.backbones.registry import register_backbone
 from fewshot.core.hashing import sha256_file
 
 __all__ = ["Preprocess", "PretrainedBackbone", "WeightsPackage", "WeightsMismatchError", "MissingWeightsError",

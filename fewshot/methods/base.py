@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
+import pkgutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import torch
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fewshot.core.hashing import sha256_json
+from fewshot.core.plugins import load_entry_points
 from fewshot.core.registry import Registry
 from fewshot.train.config import TrainConfig
 
@@ -180,11 +184,24 @@ def register_method(name: str) -> Callable[[M], M]:
     return add
 
 
-def method_class(name: str) -> type[FewShotMethod]:
-    from fewshot.methods import _import_builtin
+def list_methods(pattern: str = "*") -> list[str]:
+    """Names of all registered methods (built-in ones, plug-ins, and those a user registered)."""
+    _import_builtin()
+    return METHODS.names(pattern)
 
+
+def method_class(name: str) -> type[FewShotMethod]:
     _import_builtin()
     return METHODS.get(name)
+
+
+def _import_builtin() -> None:
+    # Every module of fewshot/methods registers its methods on import: adding a method is adding a file. Installed
+    # packages add theirs through the "fewshot.methods" entry-point group.
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"fewshot.methods.{info.name}")
+    load_entry_points()
 
 
 def method_options(cls: type[FewShotMethod]) -> set[str]:
