@@ -48,7 +48,7 @@ def class_folders(path: str | os.PathLike) -> dict[str, list[Path]]:
             classes[sub.name] = files
     if not classes:
         raise DataError(f"no images found in {path}: expected one sub-folder per class holding image files "
-                         f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                        f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return classes
 
 
