@@ -11,6 +11,41 @@ from fewshot.data import ClassDataset
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+# -- the shared data root is never written ------------------------------------------------------------------------
+# The suite must not create or change anything under a data root (it is the user's, and may be read-only or
+# shared): the whole session is checked against a snapshot taken before it, and fails when anything changed.
+_SNAPSHOT = pytest.StashKey[dict]()
+
+
+def data_root_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """``relative path -> (size, mtime_ns)`` of ``root`` and everything under it (symlinks not followed)."""
+    if not root.is_dir():
+        return {}
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in [root, *root.rglob("*")]}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SNAPSHOT] = data_root_snapshot(SHARED_DATA)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_SNAPSHOT, None)
+    if before is None:
+        return
+    after = data_root_snapshot(SHARED_DATA)
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    if changed:
+        lines = [f"the test session wrote into the data root {SHARED_DATA}, which the suite must never do:"]
+        lines += [f"  {'added' if p not in before else 'removed' if p not in after else 'modified'}: {p}"
+                  for p in changed[:50]]
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("\n".join(lines), red=True, bold=True)
+        else:
+            print("\n".join(lines))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests that need it skip, saying why, when it is absent."""

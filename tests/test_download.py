@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fewshot.core.errors import DataError
 from fewshot.data.download import (ChecksumError, DataNotFoundError, download_file, ensure_files, sha256_file,
                                    verify_sha256, writable_dir)
 
@@ -53,8 +54,9 @@ def test_download_without_checksum_warns_with_the_digest(source: Path, tmp_path:
 
 
 def test_verify_sha256_names_both_digests(source: Path):
-    with pytest.raises(ChecksumError, match=f"sha256 is {PAYLOAD_SHA}, expected {'1' * 64}"):
+    with pytest.raises(ChecksumError, match=f"sha256 is {PAYLOAD_SHA}, expected {'1' * 64}") as info:
         verify_sha256(source, "1" * 64)
+    assert isinstance(info.value, DataError) and str(info.value).startswith(f"{source}: ")
 
 
 def test_ensure_files_downloads_only_what_is_missing(source: Path, tmp_path: Path):
@@ -82,7 +84,7 @@ def test_missing_offline_file_says_what_to_put_where(tmp_path: Path):
     assert f"put {tmp_path / 'root' / 'blob.zip'}" in message
     assert url in message and PAYLOAD_SHA in message and "download=False" in message
     assert message.endswith("(see the README)")
-    assert isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, DataError)
     assert not (tmp_path / "root").exists()
 
 

@@ -6,8 +6,11 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from fewshot.core.errors import DataError
+from fewshot.data import miniimagenet
 from fewshot.data.miniimagenet import RAVI_SPLIT, MiniImageNetNotFound, load_miniimagenet, locate_miniimagenet
 
 PER_CLASS = 2
@@ -90,29 +93,45 @@ def test_each_format_loads_the_ravi_split(tmp_path, fmt):
     assert both.num_classes == 80 and set(both.class_names) == RAVI_SPLIT["train"] | RAVI_SPLIT["val"]
 
 
-def test_resizing_and_the_decode_cache(tmp_path):
+def test_resizing_and_the_decode_cache(tmp_path, monkeypatch):
     root = tmp_path / "data"
     make_folders(root / "mini-imagenet", size=10)
     first = load_miniimagenet("test", root, image_size=84)
     check(first, "test", 84, tolerance=1)
-    cached = list((tmp_path / "cache" / "miniimagenet").glob("*.npy"))
-    assert len(cached) == 1
-    again = load_miniimagenet("test", root, image_size=84)
-    assert (again.data == first.data).all() and again.fingerprint() == first.fingerprint()
+    cached = list((tmp_path / "cache" / "processed" / "miniimagenet").iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("84px-") and cached[0].suffix == ".arrays"
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the decoded images should have been read from the cache")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(miniimagenet, "_decode", no_decoding)
+        again = load_miniimagenet("test", root, image_size=84)
+    assert torch.equal(again.data, first.data) and again.fingerprint() == first.fingerprint()
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    # A changed image changes the key: decoded again, not served stale.
+    changed = sorted((root / "mini-imagenet" / "test").rglob("*.png"))[0]
+    Image.fromarray(flat((1, 2, 3), 10)).save(changed)
+    assert not torch.equal(load_miniimagenet("test", root, image_size=84).data, first.data)
+    assert len(list((tmp_path / "cache" / "processed" / "miniimagenet").iterdir())) == 2
 
 
 def test_registered_and_clear_errors(tmp_path):
     from fewshot.data import load_dataset
 
     root = tmp_path / "data"
-    with pytest.raises(MiniImageNetNotFound, match="mini-imagenet-cache-test.pkl"):
+    with pytest.raises(MiniImageNetNotFound, match="mini-imagenet-cache-test.pkl") as info:
         load_dataset("miniimagenet", "test", root=root)
+    assert isinstance(info.value, DataError) and isinstance(info.value, FileNotFoundError)
     make_folders(root / "miniimagenet", size=8)
     assert load_dataset("miniimagenet", "val", root=root, image_size=8).num_classes == 16
     # A copy with a different class split is refused unless asked for.
     wrong = root / "miniimagenet" / "val" / sorted(RAVI_SPLIT["val"])[0]
     wrong.rename(wrong.with_name("n99999999"))
-    with pytest.raises(ValueError, match="Ravi & Larochelle"):
+    with pytest.raises(DataError, match=r"'val' \(folders copy in .*miniimagenet\) has 16 classes, not the 16 of "
+                                         r"the Ravi & Larochelle split \(missing \['n01855672'\], unexpected "
+                                         r"\['n99999999'\]\)"):
         load_miniimagenet("val", root, image_size=8)
     assert "n99999999" in load_miniimagenet("val", root, image_size=8, check_split=False).class_names
     with pytest.raises(ValueError, match="unknown miniImageNet split"):

@@ -12,10 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from fewshot.core.cache import processed_dir
 from fewshot.data import list_datasets, load_dataset, omniglot
 from fewshot.data.download import DataNotFoundError, sha256_file
 from fewshot.data.omniglot import (area_resize, characters, load_omniglot_characters, load_omniglot_runs,
                                    locate_omniglot_runs, vinyals_class_names)
+from fewshot.data.omniglot import alphabets, archives, loaders, sources
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "omniglot_npz").is_dir() or not (DATA / "omniglot").is_dir(),
@@ -26,7 +28,7 @@ COUNTS = {"train": 4112, "val": 688, "test": 1692, "trainval": 4800}
 
 @pytest.fixture(autouse=True, scope="module")
 def private_cache(tmp_path_factory):
-    """Send the fallback cache (the shared root is read-only) to a temporary folder, not the user's cache."""
+    """Send the processed-data cache to a temporary folder, not the user's cache."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FEWSHOT_CACHE", str(tmp_path_factory.mktemp("fewshot-cache")))
         yield
@@ -131,7 +133,7 @@ def test_npz_rows_equal_the_minimal_set_pngs():
         pngs[character] = np.stack([_png(archive.read(m)) for m in members])
     found = {}
     offset = 0
-    for block in omniglot._npz_chunks(DATA / "omniglot_npz" / "images_background.npz", "images", 128):
+    for block in archives.npz_chunks(DATA / "omniglot_npz" / "images_background.npz", "images", 128):
         for character, row in rows.items():
             if offset <= row < offset + len(block):
                 found[character] = block[row - offset]
@@ -205,49 +207,80 @@ def test_run_images_come_from_the_evaluation_alphabets():
 # ---------------------------------------------------------------------------------------------------- sources, cache
 
 
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.lstat().st_mtime_ns for p in [folder, *folder.rglob("*")]}
+
+
 def test_shared_root_is_not_written():
+    before = _snapshot(DATA)
+    loaders.CACHE.clear_memory()  # so that this loads from the files, not from memory
     load_dataset("omniglot", "val", root=DATA)
+    load_dataset("omniglot-small2", "train", root=DATA, image_size=20)
     load_omniglot_runs(DATA)
+    assert _snapshot(DATA) == before
     assert not (DATA / "cache").exists() and not (DATA / "omniglot" / "cache").exists()
 
 
-def test_writable_root_gets_a_cache(tmp_path, monkeypatch):
+def test_writable_root_is_not_written_either_and_the_cache_is_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "elsewhere"))
-    (tmp_path / "omniglot_npz").symlink_to(DATA / "omniglot_npz", target_is_directory=True)
-    omniglot._MEMORY.clear()
-    first = load_dataset("omniglot", "val", root=tmp_path)
-    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert cached == [f"omniglot-background-28px-{sha256_file(DATA / 'omniglot_npz' / 'images_background.npz')[:16]}"
-                      f"-v{omniglot._CACHE_VERSION}.npy"]
-    omniglot._MEMORY.clear()
-    assert load_dataset("omniglot", "val", root=tmp_path).fingerprint() == first.fingerprint()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "omniglot_npz").symlink_to(DATA / "omniglot_npz", target_is_directory=True)
+    loaders.CACHE.clear_memory()
+    first = load_dataset("omniglot", "val", root=root)
+    assert sorted(p.name for p in root.iterdir()) == ["omniglot_npz"]  # nothing written into a data root
+    digest = sha256_file(DATA / "omniglot_npz" / "images_background.npz")
+    key = loaders.CACHE.key({"set": "background", "image_size": 28, "source_sha256": digest})
+    folder = tmp_path / "elsewhere" / "processed" / "omniglot"
+    assert folder == processed_dir() / "omniglot" == loaders.CACHE.folder
+    assert sorted(p.name for p in folder.iterdir()) == [f"background-28px-{key}.arrays"]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the cached characters should have been read")
+
+    loaders.CACHE.clear_memory()
+    monkeypatch.setattr(archives, "paper_chunks", no_decoding)
+    assert load_dataset("omniglot", "val", root=root).fingerprint() == first.fingerprint()
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    loaders.CACHE.clear_memory()
+    first = load_dataset("omniglot-small1", "train", root=DATA)
+    (entry,) = (tmp_path / "cache" / "processed" / "omniglot").iterdir()
+    entry.write_bytes(entry.read_bytes()[:-1000])  # truncated (by a full disk, say)
+    loaders.CACHE.clear_memory()
+    assert load_dataset("omniglot-small1", "train", root=DATA).fingerprint() == first.fingerprint()
+    loaders.CACHE.clear_memory()
+    assert load_dataset("omniglot-small1", "train", root=DATA).fingerprint() == first.fingerprint()
+    assert entry.stat().st_size > 136 * 20 * 28 * 28  # rewritten whole
 
 
 def test_downloads_and_official_zips_are_used_when_there_is_no_npz(tmp_path, monkeypatch):
     """An empty root: the official zips are downloaded (file:// stands in for GitHub) and read as PNGs."""
     # The full evaluation zip is not on these machines: write one in the official layout from the npz, for the
     # first two alphabets only (the table is cut to match) so that the test stays quick.
-    alphabets = omniglot.EVALUATION_ALPHABETS[:2]
-    monkeypatch.setitem(omniglot._TABLES, "evaluation", alphabets)
-    monkeypatch.setitem(omniglot._LAST_ID, "evaluation", omniglot.EVALUATION_ALPHABETS[2][1] - 1)
+    cut = omniglot.EVALUATION_ALPHABETS[:2]
+    monkeypatch.setitem(alphabets._TABLES, "evaluation", cut)
+    monkeypatch.setitem(alphabets._LAST_ID, "evaluation", omniglot.EVALUATION_ALPHABETS[2][1] - 1)
     names = characters("evaluation")
     assert len(names) == 46
     made = tmp_path / "mirror" / "images_evaluation.zip"
     made.parent.mkdir()
-    block = next(omniglot._npz_chunks(DATA / "omniglot_npz" / "images_evaluation.npz", "images", len(names)))
+    block = next(archives.npz_chunks(DATA / "omniglot_npz" / "images_evaluation.npz", "images", len(names)))
     with zipfile.ZipFile(made, "w") as archive:
         for row, ((alphabet, character), drawings) in enumerate(zip(names, block, strict=True)):
             for d, white in enumerate(drawings):
                 png = io.BytesIO()
                 Image.fromarray(white).save(png, format="PNG")
-                ident = alphabets[0][1] + row
+                ident = cut[0][1] + row
                 member = f"images_evaluation/{alphabet}/{character}/{ident:04d}_{d + 1:02d}.png"
                 archive.writestr(member, png.getvalue())
-    files = dict(omniglot.OFFICIAL_FILES)
+    files = dict(sources.OFFICIAL_FILES)
     files["images_evaluation.zip"] = (made.as_uri(), sha256_file(made))
     for name in ("all_runs.zip", "images_background_small1.zip"):
         files[name] = ((DATA / "omniglot" / name).as_uri(), files[name][1])
-    monkeypatch.setattr(omniglot, "OFFICIAL_FILES", files)
+    monkeypatch.setattr(sources, "OFFICIAL_FILES", files)
 
     root = tmp_path / "root"
     with pytest.raises(DataNotFoundError, match="images_evaluation.zip") as info:

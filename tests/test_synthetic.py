@@ -1,6 +1,8 @@
 """The embedded synthetic characters: deterministic, cached atomically, class-disjoint, and not too easy."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,12 @@ from fewshot.data import synthetic
 from fewshot.data.registry import SPLITS
 from fewshot.data.synthetic import (DEFAULT_CONFIG, GENERATOR_VERSION, alphabet_size, cache_path, generate_split,
                                     load_synthetic, split_alphabets)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Each test gets its own processed-data cache: some of them generate blank drawings."""
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +56,13 @@ def test_size_and_class_disjoint_alphabet_splits():
 
 def test_loader_groups_names_and_cache(tmp_path, monkeypatch):
     assert "synthetic" in list_datasets()
-    data = load_dataset("synthetic", "val", root=tmp_path)
-    path = cache_path(tmp_path, "val", 0)
-    assert path.exists() and f"v{GENERATOR_VERSION}-seed0" in path.name
+    root = tmp_path / "data"
+    root.mkdir()
+    data = load_dataset("synthetic", "val", root=root)
+    assert list(root.iterdir()) == []  # generated data is cached, never written into the data root
+    path = cache_path("val", 0)
+    assert path.parent == tmp_path / "cache" / "processed" / "synthetic" and path.name.startswith("seed0-val-")
+    assert path.exists() and synthetic.CACHE.version == GENERATOR_VERSION
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left behind
     assert data.name == "synthetic/val" and data.data.dtype == torch.uint8 and data.data.shape[1:] == (1, 28, 28)
     assert data.class_names[0].startswith("alphabet") and "/char" in data.class_names[0]
@@ -61,11 +73,13 @@ def test_loader_groups_names_and_cache(tmp_path, monkeypatch):
         raise AssertionError("the cache should have been read")
 
     monkeypatch.setattr(synthetic, "generate_split", no_generation)
-    again = load_synthetic("val", tmp_path)
+    again = load_synthetic("val", root)
     assert again.fingerprint() == data.fingerprint()
+    assert torch.equal(again.data, data.data) and again.class_names == data.class_names
     with pytest.raises(AssertionError):
-        load_synthetic("val", tmp_path, seed=5)
+        load_synthetic("val", root, seed=5)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert cache_path("val", 5) != path and cache_path("test", 0) != path
 
 
 def test_splits_share_no_class(tmp_path, monkeypatch):
@@ -99,12 +113,24 @@ def test_raw_pixels_leave_room(tmp_path):
     assert 0.30 < accuracy < 0.60, accuracy  # 0.428 when written (chance is 0.2)
 
 
-def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_damaged_cache_file_is_regenerated(damage, val_arrays):
+    first = load_synthetic("val")
+    path = cache_path("val", 0)
+    whole = path.read_bytes()
+    path.write_bytes({"truncated": whole[:len(whole) // 2], "garbage": b"\x93NUMPY garbage" * 99, "empty": b""}[damage])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt quietly, with no error and no warning
+        again = load_synthetic("val")
+    assert again.fingerprint() == first.fingerprint()
+    assert np.array_equal(again.data.numpy(), val_arrays["images"])
+    assert path.read_bytes() == whole  # regenerated, bit for bit
 
-    monkeypatch.setattr(synthetic.np, "savez_compressed", broken)
-    path = cache_path(tmp_path, "val", 0)
-    with pytest.raises(OSError, match="disk full"):
-        synthetic._write_atomic(path, {"x": np.zeros(3)})
-    assert list(path.parent.iterdir()) == []
+
+def test_unwritable_cache_still_loads_and_leaves_nothing(tmp_path, val_arrays):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "processed").write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="cannot write the synthetic cache"):
+        data = load_synthetic("val")
+    assert np.array_equal(data.data.numpy(), val_arrays["images"])
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["processed"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -17,7 +16,10 @@ from typing import Mapping
 
 from tqdm.auto import tqdm
 
+from fewshot.core.atomic import atomic_open
+from fewshot.core.errors import DataError
 from fewshot.core.hashing import sha256_file
+from fewshot.data.errors import DataNotFoundError
 
 __all__ = ["ChecksumError", "DataNotFoundError", "download_file", "ensure_files", "sha256_file", "verify_sha256",
            "writable_dir"]
@@ -25,12 +27,8 @@ __all__ = ["ChecksumError", "DataNotFoundError", "download_file", "ensure_files"
 _CHUNK = 1 << 20
 
 
-class ChecksumError(ValueError):
-    """A file's sha256 is not the one expected."""
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A data file is missing and could not be downloaded; the message says what to put where."""
+class ChecksumError(DataError):
+    """A file's sha256 is not the one expected (a :class:`DataError`, so also a ValueError)."""
 
 
 def writable_dir(path: str | os.PathLike) -> bool:
@@ -58,37 +56,31 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> None:
 def download_file(url: str, dest: str | os.PathLike, sha256: str | None, *, progress: bool = True) -> Path:
     """Download ``url`` (``http(s)://`` or ``file://``) to ``dest`` and return ``dest``.
 
-    The file is streamed to a temporary file in ``dest``'s folder and moved into place with ``os.replace`` only
-    when its sha256 equals ``sha256``; on a mismatch the temporary file is deleted and :class:`ChecksumError` is
-    raised, leaving ``dest`` untouched. ``sha256=None`` skips the check with a warning that gives the digest to pin.
-    The progress bar is shown only when ``progress`` is true and stderr is a terminal.
+    The file is streamed to a temporary file in ``dest``'s folder (:func:`fewshot.core.atomic.atomic_open`) and
+    moved into place only when its sha256 equals ``sha256``; on a mismatch the temporary file is deleted and
+    :class:`ChecksumError` is raised, leaving ``dest`` untouched. ``sha256=None`` skips the check with a warning
+    that gives the digest to pin. The progress bar is shown only when ``progress`` is true and stderr is a terminal.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     request = urllib.request.Request(url, headers={"User-Agent": "fewshot (python urllib)"})
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    # atomic_open moves the file into place only when the block ends without an error (a checksum mismatch is one).
+    with atomic_open(dest) as out, urllib.request.urlopen(request, timeout=60) as response:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=60) as response:
-            length = response.headers.get("Content-Length")
-            with tqdm(total=int(length) if length else None, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=dest.name, disable=not (progress and sys.stderr.isatty()), leave=False) as bar:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    h.update(chunk)
-                    bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+        length = response.headers.get("Content-Length")
+        with tqdm(total=int(length) if length else None, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=dest.name, disable=not (progress and sys.stderr.isatty()), leave=False) as bar:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                h.update(chunk)
+                bar.update(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())
         digest = h.hexdigest()
         if sha256 is None:
             warnings.warn(f"downloaded {url} without a checksum to verify; its sha256 is {digest}", stacklevel=2)
         elif digest != sha256.lower():
             raise ChecksumError(f"{url}: the downloaded file has sha256 {digest}, expected {sha256.lower()}; "
                                 f"it was deleted and nothing was written to {dest}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

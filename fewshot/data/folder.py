@@ -2,7 +2,8 @@
 
 The split is either seeded (class names sorted, permuted by ``numpy.random.default_rng(split_seed)``, cut by
 ``split_fractions``) or given by split files (``train.txt`` / ``val.txt`` / ``test.txt``, one class name a line).
-Nothing is ever written into the folder.
+Nothing is ever written into the folder. A missing folder, a bad split file or an image that cannot be read fails as
+one :class:`~fewshot.core.errors.DataError` naming it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from fewshot.core.errors import DataError
 from fewshot.data.dataset import ClassDataset
+from fewshot.data.errors import DataNotFoundError, reading
 
 __all__ = ["IMAGE_EXTENSIONS", "class_folders", "load_image_folder", "split_classes"]
 
@@ -35,7 +38,7 @@ def class_folders(path: str | os.PathLike) -> dict[str, list[Path]]:
     """
     path = Path(path).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"image folder {path} does not exist or is not a folder; give a folder holding one "
+        raise DataNotFoundError(f"image folder {path} does not exist or is not a folder; give a folder holding one "
                                 f"sub-folder of images per class")
     classes = {}
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -44,8 +47,8 @@ def class_folders(path: str | os.PathLike) -> dict[str, list[Path]]:
         if files:
             classes[sub.name] = files
     if not classes:
-        raise ValueError(f"no images found in {path}: expected one sub-folder per class holding image files "
-                         f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise DataError(f"no images found in {path}: expected one sub-folder per class holding image files "
+                        f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return classes
 
 
@@ -67,7 +70,8 @@ def split_classes(names: Sequence[str], split_seed: int = 0,
 
 
 def _read_split_file(path: Path) -> list[str]:
-    lines = [line.strip() for line in path.read_text().splitlines()]
+    with reading(path, advice="replace it with a text file naming one class folder a line"):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 
@@ -82,21 +86,22 @@ def _split_file_paths(folder: Path, split_files) -> dict[str, Path]:
         paths = {s: Path(p).expanduser() for s, p in split_files.items()}
         for s, p in paths.items():
             if not p.is_file():
-                raise FileNotFoundError(f"split file for {s!r} not found: {p}")
+                raise DataNotFoundError(f"split file for {s!r} not found: {p}; give an existing file")
         return paths
     directory = Path(split_files).expanduser()
     if not directory.is_dir():
-        raise FileNotFoundError(f"split_files folder {directory} does not exist; give a folder holding "
+        raise DataNotFoundError(f"split_files folder {directory} does not exist; give a folder holding "
                                 f"train.txt / val.txt / test.txt, or a mapping split -> file")
     paths = {s: directory / f"{s}.txt" for s in FOLDER_SPLITS if (directory / f"{s}.txt").is_file()}
     if not paths:
-        raise FileNotFoundError(f"no train.txt, val.txt or test.txt in {directory}")
+        raise DataNotFoundError(f"no train.txt, val.txt or test.txt in {directory}; add them (one class folder name "
+                                f"a line)")
     return paths
 
 
 def _classes_from_files(paths: dict[str, Path], split: str, available: Sequence[str]) -> list[str]:
     if split not in paths:
-        raise FileNotFoundError(f"no split file for {split!r}: have {', '.join(str(p) for p in paths.values())}; "
+        raise DataNotFoundError(f"no split file for {split!r}: have {', '.join(str(p) for p in paths.values())}; "
                                 f"add {split}.txt (one class folder name a line)")
     listed = {s: _read_split_file(p) for s, p in paths.items()}
     known = set(available)
@@ -105,24 +110,27 @@ def _classes_from_files(paths: dict[str, Path], split: str, available: Sequence[
         if unknown:
             hints = [f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, known, n=1))
                      else repr(n) for n in unknown[:5]]
-            raise ValueError(f"{paths[s]} names {len(unknown)} class{'es' if len(unknown) > 1 else ''} with no image "
-                             f"folder: {', '.join(hints)}{' ...' if len(unknown) > 5 else ''}")
+            raise DataError(f"{paths[s]} names {len(unknown)} class{'es' if len(unknown) > 1 else ''} with no image "
+                            f"folder: {', '.join(hints)}{' ...' if len(unknown) > 5 else ''}")
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"{paths[s]} lists classes more than once: {duplicates[:5]}")
+            raise DataError(f"{paths[s]} lists classes more than once: {duplicates[:5]}; list each once")
     for a in listed:
         for b in listed:
             shared = sorted(set(listed[a]) & set(listed[b])) if a < b else []
             if shared:
-                raise ValueError(f"split files {paths[a].name} and {paths[b].name} share classes {shared[:5]}; "
-                                 f"splits must be class-disjoint")
+                raise DataError(f"split files {paths[a]} and {paths[b]} share classes {shared[:5]}; splits must be "
+                                f"class-disjoint")
     if not listed[split]:
-        raise ValueError(f"{paths[split]} lists no classes")
+        raise DataError(f"{paths[split]} lists no classes; add one class folder name a line")
     return listed[split]
 
 
+_IMAGE_ADVICE = "it is truncated or corrupt: replace it with a good copy, or delete it (or start its name with '.')"
+
+
 def _load_image(path: Path, size: tuple[int, int], grayscale: bool) -> np.ndarray:
-    with Image.open(path) as image:
+    with reading(path, advice=_IMAGE_ADVICE), Image.open(path) as image:
         image.draft("L" if grayscale else "RGB", size)  # JPEG: decode at a reduced scale when it is much larger
         image = image.convert("L" if grayscale else "RGB")
         if image.size != size:
@@ -170,10 +178,7 @@ def load_image_folder(path: str | os.PathLike, split: str, *, image_size: int | 
     data = np.empty((len(items), 1 if grayscale else 3, height, width), dtype=np.uint8)
     for i, (_, f) in enumerate(tqdm(items, desc=f"{folder.name}/{split}", unit="img", leave=False,
                                     disable=not sys.stderr.isatty() or len(items) < 1000)):
-        try:
-            data[i] = _load_image(f, (width, height), grayscale)
-        except OSError as error:
-            raise OSError(f"cannot read image {f}: {error}") from error
+        data[i] = _load_image(f, (width, height), grayscale)
     tag = "all" if split == "all" else ("files-" + digest if paths else f"seed{split_seed}-"
                                         + "-".join(f"{f:g}" for f in split_fractions))
     dataset = ClassDataset(torch.from_numpy(data), torch.tensor([label for label, _ in items], dtype=torch.long),
@@ -183,5 +188,5 @@ def load_image_folder(path: str | os.PathLike, split: str, *, image_size: int | 
 
 
 def _mode(path: Path) -> str:
-    with Image.open(path) as image:  # reads the header only
+    with reading(path, advice=_IMAGE_ADVICE), Image.open(path) as image:  # reads the header only
         return image.mode

@@ -10,14 +10,14 @@ The data is not downloadable from an official source, so the loader reads the co
   folder holding the files;
 - ``folders``: ``{train,val,test}/<wnid>/<image>`` (one sub-folder per class).
 
-Images are resized to ``image_size`` (84) when they differ. Decoded image folders are cached as ``.npy`` under the
-fewshot cache directory. Each split is checked against the Ravi & Larochelle class lists (``check_split=False``
-for other splits). The pickle format is read with :mod:`pickle`: only load files you trust.
+Images are resized to ``image_size`` (84) when they differ. Decoded image folders are kept in the processed-data
+cache (:mod:`fewshot.core.cache`, ``$FEWSHOT_CACHE/processed/miniimagenet``). A damaged file fails as one
+:class:`~fewshot.core.errors.DataError` naming it. Each split is checked against the Ravi & Larochelle class lists
+(``check_split=False`` for other splits). The pickle format is read with :mod:`pickle`: only load files you trust.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fewshot.core.paths import cache_dir
-from fewshot.core.atomic import atomic_open
+from fewshot.core.cache import DataCache
+from fewshot.core.errors import DataError
 from fewshot.data.dataset import ClassDataset
+from fewshot.data.errors import DataNotFoundError, damaged, reading
 from fewshot.data.registry import register_dataset
 
 # The Ravi & Larochelle (2017) split, as distributed in their train.csv / val.csv / test.csv.
@@ -54,7 +55,14 @@ _FOLDERS = ("miniimagenet", "mini-imagenet", "miniImageNet", "mini_imagenet", ""
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
-class MiniImageNetNotFound(FileNotFoundError):
+# Decoded (and resized) images of a csv or folders copy. The key is a sha256 of every file's path, label, size and
+# modification time: hashing the contents of 60,000 JPEGs on every load would cost a large part of decoding them.
+CACHE = DataCache("miniimagenet", 1)
+_PICKLE_ADVICE = "it is truncated, corrupt or not a miniImageNet cache pickle: replace it with a good copy"
+_CSV_ADVICE = "it is truncated or corrupt: replace it with a good copy of Ravi & Larochelle's split file"
+
+
+class MiniImageNetNotFound(DataNotFoundError):
     """No miniImageNet copy in a known format under the data root."""
 
 
@@ -76,36 +84,53 @@ def locate_miniimagenet(root: str | os.PathLike, split: str) -> tuple[str, Path]
         f"The data root is --data-root, $FEWSHOT_DATA or the user cache directory")
 
 
-def _read_pickle(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
+def _unpickle(path: Path):
     with open(path, "rb") as fh:
         try:
-            data = pickle.load(fh)
-        except UnicodeDecodeError:  # written by Python 2
-            fh.seek(0)
-            data = pickle.load(fh, encoding="latin1")
+            try:
+                return pickle.load(fh)
+            except UnicodeDecodeError:  # written by Python 2
+                fh.seek(0)
+                return pickle.load(fh, encoding="latin1")
+        except Exception as error:  # a damaged pickle can make the unpickler raise almost anything
+            raise damaged(path, f"cannot unpickle it: {type(error).__name__}: {error}", _PICKLE_ADVICE) from error
+
+
+def _read_pickle(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
+    data = _unpickle(path)
+    if not isinstance(data, dict) or not isinstance(data.get("class_dict", data.get(b"class_dict")), dict):
+        raise damaged(path, f"expected a dict with 'image_data' and a 'class_dict' dict, found a "
+                      f"{type(data).__name__}", _PICKLE_ADVICE)
     data = {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
     if "image_data" not in data or "class_dict" not in data:
-        raise ValueError(f"{path}: expected a dict with 'image_data' and 'class_dict', found keys {sorted(data)}")
-    images = np.asarray(data["image_data"])
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{path}: image_data should be [N, H, W, 3], got shape {images.shape}")
-    class_dict = {(k.decode() if isinstance(k, bytes) else str(k)): list(v) for k, v in data["class_dict"].items()}
-    names = sorted(class_dict)
-    labels = np.full(len(images), -1, dtype=np.int64)
-    for label, name in enumerate(names):
-        labels[np.asarray(class_dict[name], dtype=np.int64)] = label
+        raise damaged(path, f"expected a dict with 'image_data' and 'class_dict', found keys {sorted(data)}",
+                      _PICKLE_ADVICE)
+    with reading(path, "image_data", _PICKLE_ADVICE):
+        images = np.asarray(data["image_data"])
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise damaged(path, f"image_data should be uint8 [N, H, W, 3], got {images.dtype} {images.shape}",
+                      _PICKLE_ADVICE)
+    with reading(path, "class_dict", _PICKLE_ADVICE):
+        class_dict = {(k.decode() if isinstance(k, bytes) else str(k)): list(v)
+                      for k, v in data["class_dict"].items()}
+        names = sorted(class_dict)
+        labels = np.full(len(images), -1, dtype=np.int64)
+        for label, name in enumerate(names):
+            labels[np.asarray(class_dict[name], dtype=np.int64)] = label
     keep = labels >= 0
     return images[keep], names, labels[keep]
 
 
 def _list_csv(base: Path, split: str) -> list[tuple[Path, str]]:
-    with open(base / f"{split}.csv", newline="", encoding="utf-8") as fh:
+    path = base / f"{split}.csv"
+    with reading(path, advice=_CSV_ADVICE), open(path, newline="", encoding="utf-8") as fh:
         rows = [row for row in csv.reader(fh) if row]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
         rows = rows[1:]
-    bad = [row for row in rows if len(row) < 2]
+    bad = [(line, row) for line, row in enumerate(rows, 2) if len(row) < 2 or not row[0].strip()
+           or not row[1].strip()]
     if bad:
-        raise ValueError(f"{base / f'{split}.csv'}: expected 'filename,label' rows, found {bad[0]!r}")
+        raise damaged(path, f"expected 'filename,label' rows, found {bad[0][1]!r} (row {bad[0][0]})", _CSV_ADVICE)
     return [(base / "images" / row[0].strip(), row[1].strip()) for row in rows]
 
 
@@ -117,9 +142,8 @@ def _list_folders(base: Path, split: str) -> list[tuple[Path, str]]:
 def _decode(files: list[tuple[Path, str]], image_size: int) -> np.ndarray:
     out = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
     for i, (path, _) in enumerate(files):
-        if not path.is_file():
-            raise FileNotFoundError(f"miniImageNet image {path} is listed but missing")
-        with Image.open(path) as image:
+        with reading(path, advice="it is truncated or corrupt: replace it with a good copy of the image"), \
+                Image.open(path) as image:
             image = image.convert("RGB")
             if image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
@@ -127,27 +151,20 @@ def _decode(files: list[tuple[Path, str]], image_size: int) -> np.ndarray:
     return out
 
 
-def _cached_decode(files: list[tuple[Path, str]], image_size: int, cache: bool) -> np.ndarray:
-    """Decoded images, cached under a key of every file's path, size and modification time."""
+def _cached_decode(files: list[tuple[Path, str]], image_size: int, cache: bool, source: Path) -> np.ndarray:
+    """Decoded images, cached under a key of every file's path, label, size and modification time."""
+    stats = []
+    for path, label in files:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise DataNotFoundError(f"miniImageNet image {path} is listed by {source} but missing; put it there "
+                                    f"or remove it from the list") from None
+        stats.append((str(path.resolve()), label, st.st_size, st.st_mtime_ns))
     if not cache:
         return _decode(files, image_size)
-    h = hashlib.sha256(str(image_size).encode())
-    for path, label in files:
-        st = path.stat()
-        h.update(f"{path.resolve()}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    target = cache_dir() / "miniimagenet" / f"images-{image_size}px-{h.hexdigest()[:20]}.npy"
-    if target.is_file():
-        try:
-            return np.load(target)
-        except (OSError, ValueError):
-            pass  # damaged: decode again
-    images = _decode(files, image_size)
-    try:
-        with atomic_open(target) as fh:
-            np.save(fh, images)
-    except OSError:
-        pass  # read-only cache: keep it in memory only
-    return images
+    key = CACHE.key({"image_size": image_size, "files": stats})
+    return CACHE.get(key, lambda: {"images": _decode(files, image_size)}, label=f"{image_size}px")["images"]
 
 
 def _load_split(root: Path, split: str, image_size: int, cache: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -159,23 +176,25 @@ def _load_split(root: Path, split: str, image_size: int, cache: bool) -> tuple[n
                                                                      Image.Resampling.LANCZOS)) for im in images])
         return images, names, labels
     files = _list_csv(base, split) if fmt == "csv" else _list_folders(base, split)
+    source = base / f"{split}.csv" if fmt == "csv" else base / split
     if not files:
-        raise ValueError(f"{base}: the {fmt} copy of split {split!r} lists no images")
+        raise DataError(f"{source}: the {fmt} copy of split {split!r} lists no images; put the split's images there")
     names = sorted({label for _, label in files})
     lookup = {name: i for i, name in enumerate(names)}
     labels = np.array([lookup[label] for _, label in files], dtype=np.int64)
-    return _cached_decode(files, image_size, cache), names, labels
+    return _cached_decode(files, image_size, cache, source), names, labels
 
 
-def _check_split(split: str, names: list[str]) -> None:
+def _check_split(split: str, names: list[str], root: Path) -> None:
     expected = RAVI_SPLIT[split]
     found = set(names)
     if found != expected:
         missing, extra = sorted(expected - found), sorted(found - expected)
-        raise ValueError(
-            f"miniImageNet split {split!r} has {len(found)} classes, not the {len(expected)} of the Ravi & "
-            f"Larochelle split (missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
-            f"{extra[:5]}{'...' if len(extra) > 5 else ''}); pass check_split=False to load another split")
+        where = locate_miniimagenet(root, split)
+        raise DataError(
+            f"miniImageNet split {split!r} ({where[0]} copy in {where[1]}) has {len(found)} classes, not the "
+            f"{len(expected)} of the Ravi & Larochelle split (missing {missing[:5]}{'...' if len(missing) > 5 else ''}"
+            f", unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}); pass check_split=False to load another split")
 
 
 @register_dataset("miniimagenet")
@@ -190,7 +209,7 @@ def load_miniimagenet(split: str, root: Path, *, image_size: int = 84, check_spl
     for part in parts:
         x, n, y = _load_split(Path(root), part, int(image_size), cache)
         if check_split:
-            _check_split(part, n)
+            _check_split(part, n, Path(root))
         images.append(x)
         labels.append(y + len(names))
         names += n

@@ -6,6 +6,7 @@ character with control-point noise, a small random affine map and a random pen w
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot.core.atomic import atomic_open
+from fewshot.core.cache import DataCache
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.registry import SPLITS, register_dataset
 
-# Bump when the generated images change: it is part of the cache file name, so old caches are never read.
+# Bump when the generated images change: it is part of the cache key, so old caches are never read.
 GENERATOR_VERSION = 1
 
 
@@ -178,35 +179,33 @@ def generate_split(split: str, seed: int = 0, config: SyntheticConfig = DEFAULT_
     }
 
 
-def cache_path(root: str | os.PathLike, split: str, seed: int = 0) -> Path:
-    """The cache file of one split: ``<root>/synthetic/synthetic-v<version>-seed<seed>-<split>.npz``."""
-    return Path(root) / "synthetic" / f"synthetic-v{GENERATOR_VERSION}-seed{int(seed)}-{split}.npz"
+# Generated splits, keyed by split, seed and settings; the generator version is the cache's version.
+CACHE = DataCache("synthetic", GENERATOR_VERSION)
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` through a temporary file in the same directory, so no half file is ever seen."""
-    with atomic_open(path) as f:
-        np.savez_compressed(f, **arrays)
+def _identity(split: str, seed: int) -> dict:
+    return {"split": split, "seed": int(seed), "config": dataclasses.asdict(DEFAULT_CONFIG)}
+
+
+def cache_path(split: str, seed: int = 0) -> Path:
+    """The cache file of one split, under ``$FEWSHOT_CACHE/processed/synthetic`` (never in a data root)."""
+    return CACHE.path(CACHE.key(_identity(split, seed)), label=f"seed{int(seed)}-{split}")
 
 
 @register_dataset("synthetic")
-def load_synthetic(split: str, root: str | os.PathLike, *, seed: int = 0, **options) -> ClassDataset:
+def load_synthetic(split: str, root: str | os.PathLike | None = None, *, seed: int = 0, **options) -> ClassDataset:
     """Split ``split`` of the synthetic characters of ``seed``: read from the cache, or generated and cached.
 
     1,400 characters in 50 alphabets (``groups``), 20 drawings each, uint8 ``[N, 1, 28, 28]`` with bright ink;
-    the splits hold disjoint alphabets (see :func:`split_alphabets`).
+    the splits hold disjoint alphabets (see :func:`split_alphabets`). ``root`` (the data root) is not used: the
+    data comes from the seed and is cached in the processed-data cache, a damaged cache file being regenerated.
     """
     if options:
         raise TypeError(f"synthetic: unknown options {', '.join(sorted(options))}; it takes only seed=")
     if split not in SPLITS:
         raise ValueError(f"synthetic: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    path = cache_path(root, split, seed)
-    if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
-    else:
-        arrays = generate_split(split, seed)
-        _write_atomic(path, arrays)
+    arrays = CACHE.get(CACHE.key(_identity(split, seed)), lambda: generate_split(split, seed),
+                       label=f"seed{int(seed)}-{split}")
     name = f"synthetic/{split}" if seed == 0 else f"synthetic-seed{int(seed)}/{split}"
     return ClassDataset(
         torch.from_numpy(arrays["images"]),

@@ -2,33 +2,33 @@
 
 A backbone opts in with a ``feature_cache_identity`` attribute (a JSON-able dict naming its architecture, weights
 sha256 and preprocessing); trained backbones have none and are never cached. The key is a sha256 of that identity
-and the dataset's fingerprint. A file holds the float32 features of the split's rows computed so far (and which rows
-those are): a run embeds only the rows it needs that are not there yet, so a 100-episode check costs what it needs
-and every later run or method reuses it. Writes are atomic (and merge rows another process wrote meanwhile).
-Set ``FEWSHOT_FEATURE_CACHE=0`` to turn the cache off. Features are keyed independently of the device that
-computed them (CPU and CUDA results agree to float rounding).
+and the dataset's fingerprint; entries live in the processed-data cache (:mod:`fewshot.core.cache`, under
+``$FEWSHOT_CACHE/processed/features``). An entry holds the float32 features of the split's rows computed so far
+(and which rows those are): a run embeds only the rows it needs that are not there yet, so a 100-episode check
+costs what it needs and every later run or method reuses it; a damaged entry is recomputed. Writes are atomic
+(and merge rows another process wrote meanwhile). Set ``FEWSHOT_FEATURE_CACHE=0`` to turn the cache off. Features
+are keyed independently of the device that computed them (CPU and CUDA results agree to float rounding).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fewshot.data.dataset import ClassDataset
-from fewshot.core.paths import cache_dir
+from fewshot.core.cache import DataCache
 from fewshot.core.progress import progress_bar
-from fewshot.core.atomic import atomic_torch_save as atomic_save
+from fewshot.data.dataset import ClassDataset
 
-FORMAT = 2
+FORMAT = 3  # the version of the entries (rows, features, size, identity) in the processed-data cache
+CACHE = DataCache("features", FORMAT)
 
 
 def enabled() -> bool:
@@ -41,16 +41,22 @@ def cache_identity(backbone: nn.Module) -> dict[str, Any] | None:
     return getattr(backbone, "feature_cache_identity", None)
 
 
+def _cache(root: str | os.PathLike | None) -> DataCache:
+    return CACHE if root is None else DataCache("features", FORMAT, folder=root)
+
+
+def _label(dataset: ClassDataset) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name).strip("_") or "dataset"
+
+
 def feature_cache_key(identity: dict[str, Any], dataset: ClassDataset) -> str:
-    blob = json.dumps({"dataset": dataset.fingerprint(), "backbone": identity}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """The cache key of ``identity``'s features of ``dataset`` (a sha256 of both and of the entry format)."""
+    return CACHE.key({"dataset": dataset.fingerprint(), "backbone": identity})
 
 
 def feature_cache_path(identity: dict[str, Any], dataset: ClassDataset, root: str | os.PathLike | None = None) -> Path:
-    """``<root or cache_dir()/features>/<dataset name>-<key>.pt``."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name).strip("_") or "dataset"
-    folder = Path(root) if root is not None else cache_dir() / "features"
-    return folder / f"{safe}-{feature_cache_key(identity, dataset)[:24]}.pt"
+    """``<root or $FEWSHOT_CACHE/processed/features>/<dataset name>-<key>.arrays``."""
+    return _cache(root).path(feature_cache_key(identity, dataset), _label(dataset))
 
 
 @dataclass
@@ -64,34 +70,28 @@ class CachedFeatures:
     seconds: float
 
 
-def _read(path: Path, key: str, size: int) -> tuple[Tensor, Tensor] | None:
-    """The stored rows as dense ``features [size, D]`` and ``done [size]``, or None (absent or not for ``key``)."""
-    if not path.exists():
-        return None
-    try:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unreadable: recompute and overwrite
-        warnings.warn(f"ignoring unreadable feature cache {path}: {error}")
-        return None
-    if entry.get("format") != FORMAT or entry.get("key") != key or entry.get("size") != size:
-        warnings.warn(f"ignoring feature cache {path}: it was written for something else")
+def _read(cache: DataCache, key: str, label: str, size: int) -> tuple[Tensor, Tensor] | None:
+    """The stored rows as dense ``features [size, D]`` and ``done [size]``, or None (absent, damaged, other size)."""
+    entry = cache.load(key, label)
+    if entry is None or int(entry["size"]) != size:
         return None
     features = torch.zeros(size, entry["features"].shape[1])
     done = torch.zeros(size, dtype=torch.bool)
-    features[entry["rows"]] = entry["features"]
-    done[entry["rows"]] = True
+    rows = torch.from_numpy(entry["rows"])
+    features[rows] = torch.from_numpy(entry["features"])
+    done[rows] = True
     return features, done
 
 
-def _write(path: Path, key: str, identity: dict[str, Any], features: Tensor, done: Tensor) -> None:
-    on_disk = _read(path, key, len(done))
+def _write(cache: DataCache, key: str, label: str, identity: dict[str, Any], features: Tensor, done: Tensor) -> None:
+    on_disk = _read(cache, key, label, len(done))
     if on_disk is not None and on_disk[0].shape == features.shape:  # keep rows another run added meanwhile
         theirs = on_disk[1] & ~done
         features[theirs] = on_disk[0][theirs]
         done |= on_disk[1]
     rows = torch.nonzero(done).flatten()
-    atomic_save({"format": FORMAT, "key": key, "identity": json.dumps(identity, sort_keys=True), "size": len(done),
-                 "rows": rows, "features": features[rows].clone()}, path)
+    cache.store(key, {"rows": rows.numpy(), "features": features[rows].numpy(), "size": np.array(len(done)),
+                      "identity": np.array(json.dumps(identity, sort_keys=True))}, label)
 
 
 @torch.no_grad()
@@ -107,9 +107,9 @@ def cached_features(backbone: nn.Module, dataset: ClassDataset, rows: Tensor, de
     if identity is None:
         raise ValueError(f"{type(backbone).__name__} has no feature_cache_identity: its features are not cacheable")
     start = time.perf_counter()
-    key = feature_cache_key(identity, dataset)
-    path = feature_cache_path(identity, dataset, root)
-    stored = _read(path, key, len(dataset))
+    cache, key, label = _cache(root), feature_cache_key(identity, dataset), _label(dataset)
+    path = cache.path(key, label)
+    stored = _read(cache, key, label, len(dataset))
     features, done = stored if stored is not None else (None, torch.zeros(len(dataset), dtype=torch.bool))
     rows = rows.cpu()
     needed = torch.unique(rows)
@@ -127,12 +127,12 @@ def cached_features(backbone: nn.Module, dataset: ClassDataset, rows: Tensor, de
             features[batch] = out
             done[batch] = True
             if time.perf_counter() - last_save > save_every and lo + batch_size < len(missing):
-                _write(path, key, identity, features, done)
+                _write(cache, key, label, identity, features, done)
                 last_save = time.perf_counter()
     finally:
         backbone.train(was_training)
     if len(missing):
-        _write(path, key, identity, features, done)
+        _write(cache, key, label, identity, features, done)
     if features is None:
         raise ValueError("no rows to embed")
     return CachedFeatures(features[rows].to(device), path, hits=len(needed) - len(missing), computed=len(missing),
