@@ -53,6 +53,43 @@ def torch_file_truncated() -> bytes:
     return buffer.getvalue()[:2000]
 
 
+def png(seed: int) -> bytes:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (16, 16), dtype=torch.uint8, generator=g).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_folder(damaged: bytes) -> Callable[[Path], None]:
+    """Six classes of six PNGs; in each, 4.png is ``damaged`` (whichever classes a split takes, it meets one)."""
+    def setup(tmp: Path) -> None:
+        for c in range(6):
+            for i in range(6):
+                path = tmp / "images" / f"class{c}" / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(png(c * 10 + i))
+            (tmp / "images" / f"class{c}" / "4.png").write_bytes(damaged)
+    return setup
+
+
+def omniglot_npz(content: bytes) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        for which in ("background", "evaluation"):
+            write(f"root/images_{which}.npz", content)(tmp)
+    return setup
+
+
+def npz_truncated() -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.zeros((50, 105, 105), dtype=np.uint8))
+    return buffer.getvalue()[:4000]
+
+
 def replace(argv: list[str], option: str, value: str) -> list[str]:
     i = argv.index(option)
     return argv[:i + 1] + [value] + argv[i + 2:]
@@ -112,8 +149,16 @@ CASES = [
     # Settings the data cannot meet (exit 1: the words were fine, the data is not enough)
     Case("more-ways-than-classes", BASE + ["--ways", "9"], 1, "9-way"),
     Case("more-shots-than-examples", replace(BASE, "--shots", "11"), 1, "11 shots"),
-    # Folder datasets
+    # Damaged data files (exit 1, the file named)
     Case("folder-empty", replace(BASE, "--dataset", "{tmp}/images"), 1, "images", write("images/.keep", "")),
+    Case("folder-corrupt-png", replace(BASE, "--dataset", "{tmp}/images"), 1, "4.png",
+         image_folder(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)),
+    Case("folder-truncated-png", replace(BASE, "--dataset", "{tmp}/images"), 1, "4.png",
+         image_folder(png(99)[:60])),
+    Case("omniglot-garbage-npz", replace(BASE, "--dataset", "omniglot") + ["--data-root", "{tmp}/root"], 1,
+         ".npz", omniglot_npz(b"not an npz at all" * 50)),
+    Case("omniglot-truncated-npz", replace(BASE, "--dataset", "omniglot") + ["--data-root", "{tmp}/root"], 1,
+         ".npz", omniglot_npz(npz_truncated())),
     # Sub-commands
     Case("site-results-missing", ["site", "--results", "{tmp}/none"], 2, "--results"),
     Case("leaderboard-no-records", ["leaderboard"], 2, "paths"),
