@@ -8,7 +8,6 @@ one :class:`~fewshot.core.errors.DataError` naming it.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from fewshot.core.hashing import sha256_file
 from fewshot.core.errors import DataError
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.errors import DataNotFoundError, reading
@@ -163,7 +163,7 @@ def load_image_folder(path: str | os.PathLike, split: str, *, image_size: int | 
         chosen, rule = sorted(files), "all classes"
     elif paths:
         chosen = _classes_from_files(paths, split, list(files))
-        digest = hashlib.sha256(paths[split].read_bytes()).hexdigest()[:12]
+        digest = sha256_file(paths[split])[:12]
         rule = f"split file {paths[split]} (sha256 {digest}...)"
     else:
         chosen = split_classes(list(files), split_seed, split_fractions)[split]
