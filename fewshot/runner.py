@@ -19,6 +19,7 @@ from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
 from fewshot.methods.base import FewShotMethod
+from fewshot.core.hashing import sha256_json
 from fewshot.core.paths import cache_dir
 from fewshot.train.presets import train_preset
 from fewshot.results.records import RunRecord, environment, now
@@ -47,6 +48,14 @@ class CellSpec:
     # A registered fixed episode set (fewshot.data.fixed, e.g. "omniglot-runs"): the cell is scored on exactly
     # those episodes and their images instead of episodes sampled from `dataset`, which is then only learned from.
     fixed_episodes: str | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of the configuration: every field that differs from its default (so a field added later, with a
+        default, leaves existing fingerprints, record names and records valid)."""
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(CellSpec)}
+        changed = {k: v for k, v in dataclasses.asdict(self).items() if k not in defaults or v != defaults[k]}
+        return sha256_json(changed, 16)
 
 
 class Runner:
@@ -121,8 +130,14 @@ class Runner:
         train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options) if trains else test_set
         method = self.build(spec, train_set)
         config = self.train_config(spec, method, train_set)
-        report: TrainReport = fit(method, train_set, config, seed=spec.train_seed,
-                                  checkpoint_dir=self.checkpoint_dir, device=self.device, progress=self.progress)
+        # Training too may draw from torch's global generator (the pre-training head is initialised from it), which
+        # is seeded differently in every process: seed it, so that a rerun (a resumed reproduce) trains the same.
+        cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(spec.train_seed + 1)
+            report: TrainReport = fit(method, train_set, config, seed=spec.train_seed,
+                                      checkpoint_dir=self.checkpoint_dir, device=self.device, progress=self.progress)
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress)
         fixed = spec.fixed_episodes
@@ -138,7 +153,8 @@ class Runner:
                     "dataset_options": spec.dataset_options, "train_split": spec.train_split,
                     "train_dataset": spec.dataset, "fixed_episodes": fixed},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
-                   "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss},
+                   "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
+                   "warnings": list(getattr(report, "warnings", None) or [])},
             environment={**environment(str(self.device)), **result.timings},
-            created=now(),
+            created=now(), fingerprint=spec.fingerprint(),
         )
