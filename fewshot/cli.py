@@ -14,8 +14,9 @@ from typing import Sequence
 
 from fewshot.backbones import list_backbones
 from fewshot.backbones.pretrained import PACKAGED
+from fewshot.core.errors import Interrupted, UserError
 from fewshot.data import list_datasets
-from fewshot.results.leaderboard import summary_table
+from fewshot.results.leaderboard import summary_markdown
 from fewshot.methods import list_methods, method_class
 from fewshot.results.records import save_record
 from fewshot.runner import CellSpec, Runner
@@ -97,6 +98,18 @@ def _weights_option(method: str, args: argparse.Namespace) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; an error the user can fix is one ``error:`` line and its exit code, no traceback."""
+    try:
+        return _main(argv)
+    except Interrupted as error:
+        print(f"\n{error}", file=sys.stderr)
+        return error.exit_code
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "list":
         print(list_registered())
@@ -154,8 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    table = summary_table(records, baseline=baseline)
-    print(table.to_markdown(index=False))
+    print(summary_markdown(records, baseline=baseline))
     print(f"\n{len(records)} run(s) on {runner.device} in {time.perf_counter() - start:.0f} s; "
           f"records in {Path(args.out)}")
     return 0
