@@ -14,15 +14,15 @@ datasets or backbones; installed packages do so through the ``fewshot.methods`` 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
+from fewshot.core.atomic import check_writable_dir
 from fewshot.core.errors import Interrupted, UsageError, UserError
 from fewshot.core.plugins import import_plugin
+from fewshot.core.signals import RESUME, stop_on_signals
 
 PROG = "python -m fewshot.bench"
 SUBCOMMANDS = {
@@ -31,7 +31,6 @@ SUBCOMMANDS = {
     "leaderboard": "build a leaderboard from stored run records (leaderboard --help)",
     "site": "build results/index.html, the results page, from the stored records (site --help)",
 }
-RESUME = "run the same command again to continue"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -127,23 +126,6 @@ def check_device(text: str) -> str:
     return text
 
 
-def check_output_dir(path: str | Path, option: str) -> Path:
-    """Create folder ``path`` if needed and prove it writable, before any work is done."""
-    from fewshot.core.atomic import atomic_write_bytes
-
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path}: a file is there, not a folder; choose a folder")
-    probe = path / ".fewshot-write-test"
-    try:
-        atomic_write_bytes(probe, b"")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(f"{option} {path}: cannot write there ({error.strerror or error}); choose another "
-                         f"folder") from None
-    return path
-
-
 def check_input_dir(path: str | None, option: str) -> None:
     if path is not None and not Path(path).is_dir():
         raise UsageError(f"{option} {path}: no such folder")
@@ -212,7 +194,7 @@ def bench_main(argv: Sequence[str]) -> int:
     from fewshot.backbones.pretrained import PACKAGED
     from fewshot.data import list_datasets
     from fewshot.methods import method_class
-    from fewshot.results.leaderboard import summary_table
+    from fewshot.results.leaderboard import summary_markdown
     from fewshot.results.records import save_record
     from fewshot.runner import CellSpec, Runner
 
@@ -240,9 +222,9 @@ def bench_main(argv: Sequence[str]) -> int:
                          "one")
     if args.weights is not None and not Path(args.weights).is_file():
         raise UsageError(f"--weights {args.weights}: no such file")
-    out = check_output_dir(args.out, "--out")
+    out = check_writable_dir(args.out, "--out")
     if args.checkpoint_dir is not None:
-        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+        check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
 
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
@@ -268,8 +250,7 @@ def bench_main(argv: Sequence[str]) -> int:
         records.append(record)
         for warning in record.train.get("warnings", []):
             print(f"warning: [{spec.method}] {warning}", file=sys.stderr)
-    table = summary_table(records, baseline=baseline)
-    print(table.to_markdown(index=False))
+    print(summary_markdown(records, baseline=baseline))
     print(f"\n{len(records)} run(s) on {runner.device} in {time.perf_counter() - start:.0f} s; records in {out}")
     return 0
 
@@ -311,7 +292,7 @@ def site_main(argv: Sequence[str]) -> int:
         print(f"{out} is up to date", file=sys.stderr)
         return 0
     if not args.out:
-        check_output_dir(out.parent, "--results")
+        check_writable_dir(out.parent, "--results")
     atomic_write_text(out, page)
     print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -344,10 +325,6 @@ def _take_plugins(argv: list[str]) -> list[str]:
     return rest
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}; finished runs are saved; {RESUME}")
-
-
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -356,13 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        argv = _take_plugins(argv)
-        if argv and argv[0] in COMMANDS:
-            return COMMANDS[argv[0]](argv[1:])
-        return bench_main(argv)
+        with stop_on_signals():
+            argv = _take_plugins(argv)
+            if argv and argv[0] in COMMANDS:
+                return COMMANDS[argv[0]](argv[1:])
+            return bench_main(argv)
     except KeyboardInterrupt as error:
         message = _one_line(error) if isinstance(error, Interrupted) else f"finished runs are saved; {RESUME}"
         print(f"\ninterrupted: {message}", file=sys.stderr)
@@ -378,9 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unexpected {type(error).__name__}: {_one_line(error)} (run again with --debug for the "
               f"traceback, and please report it)", file=sys.stderr)
         return 1
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

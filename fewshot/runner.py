@@ -20,6 +20,7 @@ from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
 from fewshot.methods.base import FewShotMethod, TrainKind
 from fewshot.core.errors import UsageError, UserError
+from fewshot.core.hashing import sha256_json
 from fewshot.core.paths import cache_dir
 from fewshot.train.presets import train_preset
 from fewshot.results.records import RunRecord, environment, now
@@ -48,6 +49,14 @@ class CellSpec:
     # A registered fixed episode set (fewshot.data.fixed, e.g. "omniglot-runs"): the cell is scored on exactly
     # those episodes and their images instead of episodes sampled from `dataset`, which is then only learned from.
     fixed_episodes: str | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of the configuration: every field that differs from its default (so a field added later, with a
+        default, leaves existing fingerprints, record names and records valid)."""
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(CellSpec)}
+        changed = {k: v for k, v in dataclasses.asdict(self).items() if k not in defaults or v != defaults[k]}
+        return sha256_json(changed, 16)
 
 
 @dataclass
@@ -188,7 +197,7 @@ class Runner:
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
                    "curve": report.curve, "warnings": report.warnings},
             environment={**environment(str(self.device)), **result.timings},
-            created=now(),
+            created=now(), fingerprint=spec.fingerprint(),
         )
 
 

@@ -8,8 +8,6 @@ would, through :func:`fewshot.cli.main`). ``{tmp}`` in an argument is the case's
 from __future__ import annotations
 
 import io
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewshot.results.leaderboard import (EpisodeSetMismatch, build_leaderboard, main, paired_comparison, setting_columns,
-                                 update_readme_section)
-from fewshot.results.records import RunRecord, save_record
+from fewshot.cli import main as bench_main
+from fewshot.results.leaderboard import (EpisodeSetMismatch, build_leaderboard, paired_comparison, setting_columns,
+                                         summary_markdown, summary_table, update_readme_section)
+from fewshot.results.records import RunRecord, load_records, save_record
 from fewshot.results.stats import mean_ci, paired_difference, tied_ranks
 
 EPISODES = 300
@@ -169,15 +170,111 @@ def test_leaderboard_subcommand_from_stored_records(tmp_path, capsys):
         save_record(r, tmp_path / "runs")
     readme = tmp_path / "README.md"
     readme.write_text(README.replace("spec=toy", "spec=board"))
-    from fewshot.cli import main as bench_main
+    board = build_leaderboard(scenario())
 
-    assert bench_main(["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--formats", "csv,png",
-                       "--readme", str(readme), "--section", "board"]) == 0
-    out = capsys.readouterr().out
-    assert "| protonet" in out and "Difference to `finetune`" in out
-    assert (tmp_path / "out" / "leaderboard.csv").is_file() and (tmp_path / "out" / "leaderboard.png").is_file()
-    assert "| protonet" in readme.read_text()
-    bad = record("maml", 1, [1.0] * EPISODES, hash_="d" * 64)
-    save_record(bad, tmp_path / "runs")
-    assert main([str(tmp_path / "runs")]) == 1
-    assert "dddddddddddd" in capsys.readouterr().err
+    # No --out: the table is printed (Markdown by default) and the README section regenerated.
+    assert bench_main(["leaderboard", str(tmp_path / "runs"), "--readme", str(readme), "--section", "board"]) == 0
+    assert capsys.readouterr().out == board.to_markdown()
+    assert board.to_markdown().strip() in readme.read_text()
+
+    # Records from two episode sets in one column: one error line naming the hash, exit code 1.
+    save_record(record("maml", 1, [1.0] * EPISODES, hash_="d" * 64), tmp_path / "runs")
+    assert bench_main(["leaderboard", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "dddddddddddd" in err and err.count("\n") == 1
+    assert str(tmp_path / "runs" / "toy-test-5w1s15q__maml__") in err   # the odd record's file
+
+
+@pytest.fixture
+def runs(tmp_path):
+    for r in scenario():
+        save_record(r, tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+@pytest.mark.parametrize("given, shown", [
+    (["--format", "latex"], ["tex"]),
+    (["--format", "md,csv"], ["md", "csv"]),
+    (["--format", "md", "--format", "csv"], ["md", "csv"]),
+    (["--formats", "html"], ["html"]),            # the old spelling still works
+])
+def test_format_prints_to_stdout_without_out(runs, tmp_path, capsys, given, shown):
+    board = build_leaderboard(load_records(runs))
+    assert bench_main(["leaderboard", str(runs), *given]) == 0
+    expected = "\n".join(board.render(f).rstrip("\n") + "\n" for f in shown)
+    assert capsys.readouterr().out == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]   # nothing written
+
+
+def test_format_with_out_writes_files(runs, tmp_path, capsys):
+    board = build_leaderboard(load_records(runs))
+    assert bench_main(["leaderboard", str(runs), "--format", "latex", "--out", str(tmp_path / "x")]) == 0
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["leaderboard.tex"]
+    assert (tmp_path / "x" / "leaderboard.tex").read_text() == board.to_latex()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "leaderboard.tex" in captured.err
+    # Without --format, --out writes every format.
+    assert bench_main(["leaderboard", str(runs), "--out", str(tmp_path / "all")]) == 0
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(
+        f"leaderboard.{e}" for e in ("md", "csv", "tex", "html", "png"))
+    assert (tmp_path / "all" / "leaderboard.png").read_bytes() == board.plot_png()
+    assert not list((tmp_path / "all").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("given, message", [
+    (["--format", "pdf"], "error: --format: unknown format 'pdf'; choose from md, csv, latex, html, png"),
+    (["--format", "png"], "error: --format png makes an image file: give a folder to write it to with --out DIR"),
+])
+def test_bad_format_is_a_usage_error(runs, capsys, given, message):
+    assert bench_main(["leaderboard", str(runs), *given]) == 2
+    assert capsys.readouterr().err.startswith(message)
+
+
+def test_damaged_record_is_named(runs, capsys):
+    (runs / "zz__broken__0000000000.json").write_text('{"method": "protonet", "accura')
+    assert bench_main(["leaderboard", str(runs)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {runs / 'zz__broken__0000000000.json'}: not a valid JSON run record")
+    assert bench_main(["leaderboard", str(runs / "nope")]) == 1
+    assert f"{runs / 'nope'}: no such record file or folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Silent failures made loud
+
+
+def test_cells_with_warnings_are_marked_and_listed():
+    records = scenario()
+    by = {(r.method, r.shots): r for r in records}
+    by["maml", 5].train.warnings = ["loss did not fall"]
+    chance = record("mhd", 1, [0.2] * (EPISODES - 2) + [0.0, 0.4])   # 5-way: mean 20%, its CI includes 1/5
+    records = [r for r in records if (r.method, r.shots) != ("mhd", 1)]
+    board = build_leaderboard(records + [chance])
+    values, _ = board.value_table()
+    assert values.loc["maml", "toy 5-way 5-shot"].endswith(") (!)")
+    assert values.loc["mhd", "toy 5-way 1-shot"].endswith(") (!)")
+    marked = [(r, c) for r in values.index for c in board.columns if values.loc[r, c].endswith("(!)")]
+    assert sorted(marked) == [("maml", "toy 5-way 5-shot"), ("mhd", "toy 5-way 1-shot")]
+    ci = mean_ci(chance.accuracies).ci95
+    assert board.warning_lines() == [
+        "(!) `maml` in toy 5-way 5-shot: loss did not fall",
+        f"(!) `mhd` in toy 5-way 1-shot: accuracy at chance: 20.00 ± {100 * ci:.2f}% includes 1/5 = 20.00%",
+    ]
+    md = board.to_markdown()
+    assert all(f"- {line}\n" in md for line in board.warning_lines())
+    csv = pd.read_csv(io.StringIO(board.to_csv()), keep_default_na=False)
+    assert csv.set_index(["method", "shots"]).loc[("maml", 5), "warnings"] == "loss did not fall"
+    assert (csv["warnings"] != "").sum() == 2
+    # A board without warnings has no footnote and no mark.
+    assert build_leaderboard(scenario()).warning_lines() == [] and "(!)" not in build_leaderboard(scenario()).to_markdown()
+
+
+def test_summary_table_marks_and_lists_warnings():
+    records = scenario()[:4]                                   # 1-shot: finetune, protonet, maml, mhd
+    records[2].train.warnings = ["loss did not fall", "accuracy below the baseline"]
+    text = summary_markdown(records)
+    table = summary_table(records)
+    assert list(table["accuracy (%)"].str.endswith(" (!)")) == [False, False, True, False]
+    assert text == (table.to_markdown(index=False) + "\n\n(!) maml toy 5-way 1-shot: loss did not fall; "
+                    "accuracy below the baseline")
+    assert summary_markdown(scenario()[:4]) == summary_table(scenario()[:4]).to_markdown(index=False)

@@ -2,6 +2,7 @@
 runs recorded and stated, and the Lake et al. spec reading the official runs."""
 from __future__ import annotations
 
+import re
 
 import pytest
 
@@ -221,3 +222,145 @@ def test_lake_spec_reads_the_official_runs(shared_data):
     test_set, episodes = Runner(data_root=shared_data, device="cpu", progress=False).test_data(protonet.spec)
     assert len(episodes) == 20 and episodes.ways == 20 and episodes.shots == 1 and episodes.seed is None
     assert test_set.data.shape == (800, 1, 28, 28)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Everything is checked before any cell runs
+
+
+@pytest.fixture
+def no_running(monkeypatch):
+    monkeypatch.setattr(Runner, "run", lambda self, cell: pytest.fail("a cell ran before the spec was checked"))
+
+
+@pytest.mark.parametrize("change, message", [
+    # The last method's training keys: found before the first method's cells run.
+    (('train = { steps = 2, batch_size = 16 }', 'train = { steps = 2, batch_sise = 16 }'),
+     r"methods\[1\]\.train: unknown training key\(s\) \['batch_sise'\]; TrainConfig has \["),
+    (('method = "mhd"', 'method = "mhdd"'),
+     r"methods\[2\]\.method: unknown method 'mhdd'\. Did you mean 'mhd'\? Known: anil, finetune"),
+    (('[[methods]]\nmethod = "mhd"', '[[methods]]\nmethod = "mhd"\nmethod_options = { treshold = 0.5 }'),
+     r"methods\[2\]\.method_options: method 'mhd' has no option\(s\) \['treshold'\]; its options are \["),
+    (('backbone = "conv4"\nbackbone_options = { hidden = 8 }\ntrain = { steps = 2, batch_size',
+      'backbone = "conv5"\nbackbone_options = { hidden = 8 }\ntrain = { steps = 2, batch_size'),
+     r"methods\[1\]\.backbone: unknown backbone 'conv5'\. Did you mean 'conv4'\?"),
+    (('dataset = "test-reproduce-blobs"', 'dataset = "test-reproduce-blob"'),
+     r"settings\[0\]\.dataset: unknown dataset 'test-reproduce-blob'\. Did you mean 'test-reproduce-blobs'"),
+    (('fixed_episodes = "test-fixed-blobs"', 'fixed_episodes = "test-fixed-blob"'),
+     r"settings\[1\]\.fixed_episodes: unknown fixed episode set 'test-fixed-blob'"),
+    (('id = "3w1s"\nways = 3', 'id = "3w1s"\nways = "3"'), r"settings\[0\]\.ways: should be an integer, got '3'"),
+    (('train = { steps = 2, ways = 4, queries = 2 }', 'train = { steps = 2.5, ways = 4, queries = 2 }'),
+     r"methods\[0\]\.train\.steps: should be an integer, got 2\.5"),
+    (('backbone_options = { hidden = 8 }\ntrain = { steps = 2, batch_size', 'backbone_options = { hiden = 8 }\ntrain = { steps = 2, batch_size'),
+     r"methods\[1\]\.backbone_options: backbone 'conv4' has no option\(s\) \['hiden'\]"),
+    (('baseline = "finetune"', 'baseline = "fine-tune"'), r"baseline 'fine-tune' is none of the \[\[methods\]\]"),
+    (('ways = 4\nshots = 1', 'ways = 4\nshots = 1\n[settings.dataset_options]\nx = 1\n[[settings]]\nid = "x"'),
+     r"settings\[2\]: missing 'ways'"),
+])
+def test_spec_is_checked_whole_before_anything_runs(tmp_path, spec_file, no_running, capsys, change, message):
+    old, new = change
+    assert old in SPEC, old
+    spec_file.write_text(SPEC.replace(old, new, 1))
+    assert main(args(tmp_path, spec_file)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {spec_file}") and err.count("\n") == 1, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()   # nothing written either
+
+
+def test_toml_syntax_error_names_the_file(tmp_path, spec_file, no_running, capsys):
+    spec_file.write_text(SPEC.replace('ways = 3', 'ways = = 3'))
+    with pytest.raises(SpecError, match=rf"^{spec_file}: TOML syntax error: "):
+        load_spec(spec_file)
+    assert main(args(tmp_path, spec_file)) == 2
+    assert capsys.readouterr().err.startswith(f"error: {spec_file}: TOML syntax error: ")
+    assert main(["reproduce", str(tmp_path / "nope.toml")]) == 2
+    assert f"no benchmark spec '{tmp_path / 'nope.toml'}'" in capsys.readouterr().err
+
+
+def test_a_second_bad_spec_stops_the_first_from_running(tmp_path, spec_file, no_running, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SPEC.replace('name = "tiny"', 'name = "bad"').replace("steps = 2, ways = 4", "step = 2, ways = 4"))
+    assert main(["reproduce", str(spec_file), str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "unknown training key(s) ['step']" in capsys.readouterr().err
+
+
+def test_bad_cells_pattern_is_a_usage_error(tmp_path, spec_file, no_running, capsys):
+    assert main(args(tmp_path, spec_file, "--cells", "9w9s")) == 2
+    assert capsys.readouterr().err.startswith("error: --cells: no cell matches ['9w9s']; cells are ['3w1s/ProtoNet'")
+
+
+def test_unwritable_out_is_found_before_any_work(tmp_path, spec_file, no_running, capsys):
+    (tmp_path / "out").write_text("a file where the output folder should be")
+    assert main(args(tmp_path, spec_file)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write to the output folder {tmp_path / 'out' / 'records'} (")
+    assert "choose a writable folder with --out" in err
+
+
+def test_damaged_stored_record_is_named_before_any_work(tmp_path, spec_file, no_running, capsys):
+    (tmp_path / "out" / "records").mkdir(parents=True)
+    broken = tmp_path / "out" / "records" / "3w1s__protonet__0123456789.json"
+    broken.write_text('{"method": "protonet", "accuracies": [0.5,')
+    assert main(args(tmp_path, spec_file)) == 1
+    assert capsys.readouterr().err.startswith(f"error: {broken}: not a valid JSON run record")
+
+
+def test_readme_without_the_section_is_found_before_any_work(tmp_path, spec_file, no_running, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# No markers\n")
+    assert main(args(tmp_path, spec_file, "--readme", str(readme))) == 1
+    assert capsys.readouterr().err.startswith(f"error: {readme}: expected one line '<!-- results:begin spec=tiny -->'")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tables are a function of the spec and the stored records
+
+
+def fake_records(spec, out, accuracy, warnings=()):
+    """A record for every cell of ``spec``, as a run would save it, without running anything."""
+    from fewshot.results.records import ReproduceInfo, RunRecord, save_record
+
+    for cell in spec.cells():
+        s = cell.spec
+        record = RunRecord(method=s.method, dataset=s.fixed_episodes or s.dataset, split=s.test_split, ways=s.ways,
+                           shots=s.shots, queries=s.queries, episodes=4, episode_seed=s.seed,
+                           episode_hash=f"{cell.setting.id}".ljust(64, "0"), accuracies=list(accuracy(cell)),
+                           train_seconds=1.0, eval_seconds=0.5, created="2024-01-01T00:00:00+00:00",
+                           config={"method": s.method, "train_dataset": s.dataset},
+                           train={"checkpoint": f"{s.method}.pt", "warnings": list(warnings(cell) if warnings else [])},
+                           environment={"device": "cpu", "cpu": "x86_64", "threads": 1}, fingerprint=cell.fingerprint)
+        record.config.reproduce = ReproduceInfo(spec=spec.name, setting=cell.setting.id,
+                                                setting_label=cell.setting.title, row=cell.method.title,
+                                                paper_row=cell.method.paper_row, fingerprint=cell.fingerprint)
+        save_record(record, out / "records")
+
+
+def test_tables_render_from_records_alone_and_flag_warnings(tmp_path, spec_file, no_running):
+    from fewshot.reproduce.run import render_tables, tables_from_records
+
+    spec = load_spec(spec_file)
+    out = tmp_path / "out"
+
+    def accuracy(cell):   # mhd sits at chance (1/3 in the 3-way setting); the others do well
+        return [1 / 3, 0.0, 2 / 3, 1 / 3] if cell.method.method == "mhd" else [1.0, 0.75, 1.0, 1.0]
+
+    fake_records(spec, out, accuracy, warnings=lambda c: ["loss did not fall"] if c.id == "fixed/finetune" else [])
+    files = render_tables(tables_from_records(spec, out))
+    assert sorted(files) == ["plot.png", "table.csv", "table.md"]
+    table = files["table.md"].decode()
+    mhd = next(line for line in table.splitlines() if line.startswith("| 3w1s") and "ours: mhd" in line)
+    assert "33.33 ± " in mhd and mhd.rstrip(" |").split("|")[-2].strip().endswith("(!)")
+    marked = [line for line in table.splitlines() if line.startswith("| ") and "(!)" in line]
+    assert len(marked) == 2 + 2   # two rows in the comparison, two cells in the leaderboard
+    assert "(!) 3w1s / ours: mhd: accuracy at chance: 33.33 ± " in table
+    assert "(!) fixed episodes / ours: finetune: loss did not fall" in table
+    assert "- (!) `finetune` in fixed episodes: loss did not fall" in table
+    assert "- Regenerate from the records: `python -m fewshot.bench reproduce " + str(spec_file) + \
+        " --table-only --out " + str(out) + "`" in table
+    csv = files["table.csv"].decode()
+    assert "loss did not fall" in csv and "accuracy at chance" in csv
+    # --table-only writes exactly these bytes; and again: nothing in them depends on the invocation.
+    for _ in range(2):
+        assert main(args(tmp_path, spec_file, "--table-only")) == 0
+        assert {name: (out / name).read_bytes() for name in files} == files

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from fewshot.results.checks import at_chance, record_warnings
 from fewshot.results.records import RunRecord, load_records, save_record
 from fewshot.results.stats import mean_ci, paired_difference
 from fewshot.train.loop import TrainConfig, TrainingDiverged, fit
@@ -44,3 +45,17 @@ def test_nan_loss_stops_training_with_the_step(blobs, tmp_path, monkeypatch):
         fit(method, blobs, TrainConfig(steps=5, ways=3, shots=1, queries=2), checkpoint_dir=tmp_path,
             progress=False)
     assert not list(tmp_path.glob("*.pt")), "a diverged run must not leave a checkpoint"
+
+
+def test_accuracy_at_chance_is_computed_from_the_record():
+    # 5-way: chance is 20%. Mean 22% with a 95% CI of +- 7.3 points includes it: flagged.
+    near = make_record(accuracies=[0.1, 0.2, 0.3, 0.2, 0.3], episodes=5)
+    s = mean_ci(near.accuracies)
+    assert abs(s.mean - 0.2) <= s.ci95 and at_chance(near)
+    assert record_warnings(near) == [f"accuracy at chance: 22.00 ± {100 * s.ci95:.2f}% includes 1/5 = 20.00%"]
+    # Far above chance, or exactly at chance with no CI (one episode): not flagged.
+    assert not at_chance(make_record()) and record_warnings(make_record()) == []
+    assert not at_chance(make_record(accuracies=[0.2], episodes=1))
+    # 20-way: chance is 5%; stored warnings come first.
+    low = make_record(ways=20, accuracies=[0.05, 0.0, 0.1, 0.05], episodes=4, train={"warnings": ["loss did not fall"]})
+    assert record_warnings(low)[0] == "loss did not fall" and record_warnings(low)[1].endswith("includes 1/20 = 5.00%")

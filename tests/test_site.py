@@ -1,7 +1,6 @@
 """The results page: built from the records alone, deterministic, checked in a real headless browser."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import struct
@@ -16,8 +15,7 @@ import pytest
 from fewshot.cli import main as cli_main
 from fewshot.reproduce.specs import load_spec
 from fewshot.results.records import RunRecord, load_records, save_record
-from fewshot.cli import main
-from fewshot.site import build_site, collect
+from fewshot.site import build_site
 from fewshot.results.stats import mean_ci
 from fewshot.site.svg import Series, dot_plot, line_plot, nice_ticks
 
@@ -124,7 +122,7 @@ def curve_results(tmp_path: Path) -> Path:
 def test_committed_page_equals_a_regeneration(page):
     assert (RESULTS / "index.html").read_text(encoding="utf-8") == page, \
         "results/index.html is stale: run `python -m fewshot.bench site` and commit it"
-    assert main(["site", "--results", str(RESULTS), "--check"]) == 0
+    assert cli_main(["site", "--results", str(RESULTS), "--check"]) == 0
 
 
 def test_same_records_give_byte_identical_html_anywhere(tmp_path, page):
@@ -139,26 +137,26 @@ def test_same_records_give_byte_identical_html_anywhere(tmp_path, page):
 
 def test_check_fails_on_a_stale_page_and_write_fixes_it(curve_results, capsys):
     out = curve_results / "index.html"
-    assert main(["site", "--results", str(curve_results), "--check"]) == 1
+    assert cli_main(["site", "--results", str(curve_results), "--check"]) == 1
     assert capsys.readouterr().err == (f"error: {out} is missing; run `python -m fewshot.bench site --results "
                                        f"{curve_results}` and commit it\n")
     assert cli_main(["site", "--results", str(curve_results)]) == 0
     assert out.read_text(encoding="utf-8") == build_site(curve_results)
-    assert main(["site", "--results", str(curve_results), "--check"]) == 0
+    assert cli_main(["site", "--results", str(curve_results), "--check"]) == 0
     save_record(synthetic_record("maml", 3), curve_results / "curves")
     capsys.readouterr()
-    assert main(["site", "--results", str(curve_results), "--check"]) == 1
+    assert cli_main(["site", "--results", str(curve_results), "--check"]) == 1
     assert "differs from a regeneration from the records" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line_naming_the_option_or_file(tmp_path, capsys):
-    assert main(["site", "--results", str(tmp_path / "none")]) == 2
+    assert cli_main(["site", "--results", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == (f"error: --results {tmp_path / 'none'}: no such folder; pass the folder "
                                        f"that holds the result folders (default: results)\n")
     bad = tmp_path / "results" / "run" / "broken.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{not json")
-    assert main(["site", "--results", str(tmp_path / "results")]) == 1
+    assert cli_main(["site", "--results", str(tmp_path / "results")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}: not a readable JSON result (") and err.endswith(
         "); fix or remove the file\n")
@@ -307,7 +305,7 @@ def full_results(tmp_path: Path, curve_results: Path) -> Path:
     results = tmp_path / "all" / "results"
     shutil.copytree(RESULTS, results)
     shutil.copytree(curve_results / "curves", results / "curves")
-    assert main(["site", "--results", str(results), "--benchmarks", str(BENCHMARKS)]) == 0
+    assert cli_main(["site", "--results", str(results), "--benchmarks", str(BENCHMARKS)]) == 0
     return results
 
 

@@ -74,3 +74,20 @@ def remove_orphans(folder: str | os.PathLike, recursive: bool = False) -> list[P
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def check_writable_dir(path: str | os.PathLike, option: str) -> Path:
+    """Create folder ``path`` if needed and prove it writable, before any work that would end up there; a
+    :class:`~fewshot.core.errors.UsageError` naming ``option`` and the folder when it is not."""
+    from fewshot.core.errors import UsageError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: a file is there, not a folder; choose a folder")
+    try:
+        atomic_write_bytes(path / ".fewshot-write-test", b"")
+        (path / ".fewshot-write-test").unlink()
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot write there ({error.strerror or error}); choose a writable "
+                         f"folder or fix its permissions") from None
+    return path

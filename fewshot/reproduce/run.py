@@ -1,16 +1,20 @@
 """Published tables regenerated from specs: ``python -m fewshot.bench reproduce benchmarks/<spec>.toml``.
 
-Runs every cell of a spec (:mod:`fewshot.reproduce.specs`) that has no stored record yet, through :class:`fewshot.runner.
-Runner` (so checkpoints and datasets are reused), writes each cell's record atomically as soon as it finishes, then
-writes ``results/<spec>/`` (``records/``, ``table.md``, ``table.csv``, ``plot.png``) and prints our numbers beside
-the paper's with the gap. Interrupted, it continues where it stopped when run again. Options that shrink a run
-(``--episodes``, ``--train-steps``) are part of each cell's configuration: they are recorded, give the cell its own
-record, and the table says plainly which schedule was used.
+Before any cell runs, the whole spec is read and checked (:func:`fewshot.reproduce.specs.load_spec`), every stored
+record is read, and the output folder is shown to be writable. Then every cell of the spec that has no stored
+record yet runs through :class:`fewshot.runner.Runner` (so checkpoints and datasets are reused), and each cell's
+record is saved (:func:`fewshot.results.records.save_record`, atomically) as soon as it finishes. Interrupted
+(Ctrl-C or SIGTERM: :class:`fewshot.core.errors.Interrupted`), it writes the tables of what is done and says to run
+the same command again, which continues with the cells still missing.
+
+``results/<spec>/`` holds ``records/``, ``table.md``, ``table.csv`` and ``plot.png``. The tables are a function of
+the spec and the stored records alone (:func:`render_tables`), so they regenerate unchanged from the records with
+``--table-only``. Options that shrink a run (``--episodes``, ``--train-steps``) are part of each cell's
+configuration: they are recorded, give the cell its own record, and the table says plainly which schedule was used.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fnmatch
 import json
 import sys
@@ -21,20 +25,27 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from fewshot.core.atomic import atomic_write_bytes, remove_orphans
+from fewshot.core.signals import stop_on_signals
+from fewshot.core.errors import Interrupted, UsageError, UserError
 from fewshot.data import miniimagenet  # noqa: F401  (registers the "miniimagenet" dataset the specs use)
-from fewshot.results.leaderboard import Leaderboard, build_leaderboard, update_readme_section
-from fewshot.core.atomic import atomic_write_text
-from fewshot.results.records import RunRecord, load_records, now
-from fewshot.runner import Runner
-from fewshot.reproduce.specs import BenchmarkSpec, Cell, SpecError, load_spec, resolve_spec_path
+from fewshot.reproduce.specs import (BenchmarkSpec, Cell, SpecError, check_fixed_episodes, check_method,
+                                     check_method_options, check_train, load_spec, resolve_spec_path)
+from fewshot.results.checks import MARK, footnotes, record_warnings
+from fewshot.results.leaderboard import (Leaderboard, build_leaderboard, check_readme_section,
+                                         update_readme_section)
+from fewshot.core.atomic import check_writable_dir
+from fewshot.results.records import ReproduceInfo, RunRecord, load_records, save_record
 from fewshot.results.stats import mean_ci
+from fewshot.runner import Runner
 
 RECORDS = "records"
+TABLES = ("table.md", "table.csv", "plot.png")
 
 
 @dataclass
 class ReproduceReport:
-    """What a reproduce run did, and the table it left."""
+    """The cells of a spec and the stored record each table row shows; after a run, also what the run did."""
 
     spec: BenchmarkSpec
     out: Path
@@ -54,49 +65,55 @@ def select_cells(cells: Sequence[Cell], patterns: Sequence[str] | None) -> list[
     chosen = [c for c in cells if any(fnmatch.fnmatch(name, p) for p in patterns
                                       for name in (c.id, c.setting.id, c.method.method, c.method.title))]
     if not chosen:
-        raise ValueError(f"no cell matches {list(patterns)}; cells are {[c.id for c in cells]}")
+        raise UsageError(f"--cells: no cell matches {list(patterns)}; cells are {[c.id for c in cells]}")
     return chosen
 
 
 def check_cell(cell: Cell) -> str | None:
-    """Why ``cell`` cannot run as specified (unknown method, option or training key), or None. Loads no data."""
-    from fewshot.methods import method_class
-    from fewshot.train.loop import TrainConfig
-
+    """Why ``cell`` cannot run as specified (unknown method, option, training key or fixed episode set), or None.
+    Loads no data. :func:`load_spec` makes the same checks on the whole spec; this is for cells built otherwise."""
     try:
-        cls = method_class(cell.spec.method)
-    except KeyError as error:
-        return str(error.args[0])
-    options = {f.name for f in dataclasses.fields(cls.Config)} if dataclasses.is_dataclass(cls.Config) else set()
-    unknown = set(cell.spec.method_options) - options
-    if unknown:
-        return f"method {cell.spec.method!r} has no option(s) {sorted(unknown)}; its options are {sorted(options)}"
-    keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    if set(cell.spec.train) - keys:
-        return f"unknown training key(s) {sorted(set(cell.spec.train) - keys)}; TrainConfig has {sorted(keys)}"
-    if cell.spec.fixed_episodes:
-        from fewshot.data.fixed import list_fixed_episodes
-
-        if cell.spec.fixed_episodes not in list_fixed_episodes():
-            return f"unknown fixed episode set {cell.spec.fixed_episodes!r}; known: {list_fixed_episodes()}"
+        cls = check_method("method", cell.spec.method)
+        check_method_options("method_options", cls, cell.spec.method_options)
+        check_train("train", cell.spec.train)
+        if cell.spec.fixed_episodes:
+            check_fixed_episodes("fixed_episodes", cell.spec.fixed_episodes)
+    except SpecError as error:
+        return str(error)
     return None
 
 
-def stored_record(cell: Cell, out: Path) -> RunRecord | None:
-    path = out / RECORDS / cell.record_name()
-    return load_records(path)[0] if path.is_file() else None
+def stored_records(out: str | Path) -> list[RunRecord]:
+    """Every record in ``out/records/`` (read and checked: a damaged one raises a DataError naming it)."""
+    folder = Path(out) / RECORDS
+    return load_records(folder) if folder.is_dir() else []
 
 
-def table_record(cell: Cell, out: Path) -> RunRecord | None:
-    """The record a table shows for ``cell``: its own, else the newest record of the same setting and method made
-    with other shrinking options (cells of one table may have been run with different ``--train-steps``; each
-    row's schedule is stated from its record)."""
-    own = stored_record(cell, out)
-    if own is not None:
-        return own
-    prefix = cell.record_name().rsplit("__", 1)[0] + "__"
-    others = load_records(sorted((out / RECORDS).glob(prefix + "*.json"))) if (out / RECORDS).is_dir() else []
-    return max(others, key=lambda r: r.created) if others else None
+def table_records(cells: Sequence[Cell], records: Sequence[RunRecord]) -> dict[str, RunRecord]:
+    """The record each cell's row shows: the cell's own (same configuration fingerprint), else the newest record of
+    the same setting and row made with other shrinking options (the cells of one table may come from runs with
+    different ``--train-steps``; each row's schedule is stated from its record)."""
+    by_fingerprint = {r.fingerprint: r for r in records if r.fingerprint}
+    by_place: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in records:
+        rep = r.config.reproduce
+        if rep is not None:
+            by_place.setdefault((rep.setting, rep.row), []).append(r)
+    chosen = {}
+    for cell in cells:
+        own = by_fingerprint.get(cell.fingerprint)
+        others = by_place.get((cell.setting.id, cell.method.title), [])
+        record = own or (max(others, key=lambda r: (r.created, r.source.name if r.source else "")) if others else None)
+        if record is not None:
+            chosen[cell.id] = record
+    return chosen
+
+
+def tables_from_records(spec: BenchmarkSpec, out: str | Path) -> ReproduceReport:
+    """The tables' content from ``spec`` and the records stored in ``out`` alone: nothing runs."""
+    out = Path(out)
+    cells = spec.cells()
+    return ReproduceReport(spec, out, cells, records=table_records(cells, stored_records(out)))
 
 
 def reproduce(spec: BenchmarkSpec, *, out: str | Path | None = None, runner: Runner | None = None,
@@ -104,62 +121,67 @@ def reproduce(spec: BenchmarkSpec, *, out: str | Path | None = None, runner: Run
               run: bool = True, fail_fast: bool = False, command: str = "",
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> ReproduceReport:
     """Run the cells of ``spec`` that have no record (all of them, or those matching ``cells``), then write the
-    tables. A cell's record is written atomically as soon as it finishes, so an interrupted run loses at most the
-    cell in progress (whose training resumes from its partial checkpoint). ``run=False`` only rebuilds the tables
-    from the stored records. KeyboardInterrupt is re-raised after the tables are written."""
+    tables from the stored records. Checks first: the cells, the output folder (writable) and every stored record
+    (readable). A cell's record is saved atomically as soon as it finishes, so an interrupted run loses at most the
+    cell in progress (whose training resumes from its partial checkpoint). ``run=False`` only rebuilds the tables.
+    Interrupted (KeyboardInterrupt, SIGINT or SIGTERM), it writes the tables and raises :class:`Interrupted`."""
     out = Path(out) if out is not None else Path("results") / spec.name
     planned = spec.cells(episodes=episodes, train_steps=train_steps)
+    todo = select_cells(planned, cells) if run else []
+    problems = [f"{c.id}: {p}" for c in todo if (p := check_cell(c))]
+    if problems:
+        raise SpecError(f"{spec.path or spec.name}: cannot run {'; '.join(problems)}")
+    folder = check_writable_dir(out / RECORDS, "--out")
+    for where in (folder, out):
+        remove_orphans(where)                    # temporary files of a killed run
+    done = {r.fingerprint for r in stored_records(out)}
     report = ReproduceReport(spec, out, planned)
-    todo = select_cells(planned, cells)
     start = time.perf_counter()
-    runner = runner or Runner()
-    try:
-        for i, cell in enumerate(todo if run else []):
-            path = out / RECORDS / cell.record_name()
-            if path.is_file():
-                report.skipped.append(cell.id)
-                continue
-            problem = check_cell(cell)
-            if problem:
-                report.failed[cell.id] = problem
-                log(f"[{i + 1}/{len(todo)}] {cell.id}: cannot run: {problem}")
-                if fail_fast:
-                    break
-                continue
-            log(f"[{i + 1}/{len(todo)}] {cell.id} ...")
-            try:
-                record = runner.run(cell.spec)
-            except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, OSError) as error:
-                report.failed[cell.id] = f"{type(error).__name__}: {error}"
-                log(f"[{i + 1}/{len(todo)}] {cell.id}: failed: {type(error).__name__}: {error}")
-                if fail_fast:
-                    break
-                continue
-            record.config["reproduce"] = {
-                "spec": spec.name, "spec_file": str(spec.path) if spec.path else None, "setting": cell.setting.id,
-                "setting_label": cell.setting.title, "row": cell.method.title, "paper_row": cell.method.paper_row,
-                "fingerprint": cell.fingerprint, "overrides": cell.overrides, "command": command,
-            }
-            atomic_write_text(path, json.dumps(record.to_json(), indent=1) + "\n")
-            report.ran.append(cell.id)
-            value, ci = _value(record, spec.metric)
-            log(f"[{i + 1}/{len(todo)}] {cell.id}: {spec.metric} {100 * value:.2f} ± {100 * ci:.2f} "
-                f"(train {record.train_seconds:.0f} s, eval {record.eval_seconds:.1f} s)")
-    except KeyboardInterrupt:
+    stopped: BaseException | None = None
+    with stop_on_signals():
+        try:
+            runner = runner or (Runner() if todo else None)
+            for i, cell in enumerate(todo):
+                step = f"[{i + 1}/{len(todo)}] {cell.id}"
+                if cell.fingerprint in done:
+                    report.skipped.append(cell.id)
+                    continue
+                log(f"{step} ...")
+                try:
+                    record = runner.run(cell.spec)
+                except (UserError, ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, OSError) as error:
+                    report.failed[cell.id] = f"{type(error).__name__}: {error}"
+                    log(f"{step}: failed: {type(error).__name__}: {error}")
+                    if fail_fast:
+                        break
+                    continue
+                record.fingerprint = cell.fingerprint
+                record.config.reproduce = ReproduceInfo(
+                    spec=spec.name, spec_file=str(spec.path) if spec.path else None, setting=cell.setting.id,
+                    setting_label=cell.setting.title, row=cell.method.title, paper_row=cell.method.paper_row,
+                    fingerprint=cell.fingerprint, overrides=cell.overrides, command=command)
+                save_record(record, folder)
+                report.ran.append(cell.id)
+                value, ci = _value(record, spec.metric)
+                log(f"{step}: {spec.metric} {100 * value:.2f} ± {100 * ci:.2f} "
+                    f"(train {record.train_seconds:.0f} s, eval {record.eval_seconds:.1f} s)")
+                for warning in record_warnings(record):
+                    log(f"{step}: (!) {warning}")
+        except KeyboardInterrupt as error:       # Interrupted, from a signal or from training, is one too
+            stopped = error
+        report.seconds = time.perf_counter() - start
+        report.records = write_tables(tables_from_records(spec, out)).records
+    if stopped is not None:
         report.interrupted = True
-    report.seconds = time.perf_counter() - start
-    for cell in planned:
-        record = table_record(cell, out)
-        if record is not None:
-            report.records[cell.id] = record
-    write_tables(report, command=command)
-    if report.interrupted:
-        raise KeyboardInterrupt
+        why = str(stopped).split(";")[0] or "interrupted"
+        raise Interrupted(f"interrupted ({why}): {len(report.ran)} cell(s) finished in this run; every finished "
+                          f"cell is saved in {folder}; run the same command again to continue with the cells "
+                          f"still missing") from stopped
     return report
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Tables
+# Tables: functions of the spec and the stored records alone
 
 
 def _value(record: RunRecord, metric: str) -> tuple[float, float]:
@@ -169,7 +191,8 @@ def _value(record: RunRecord, metric: str) -> tuple[float, float]:
 
 def comparison_frame(report: ReproduceReport) -> pd.DataFrame:
     """Long table: per setting, every paper row and every method of ours, the paper's number, ours +- CI, the gap
-    (ours minus paper, percentage points), all in percent of the spec's metric."""
+    (ours minus paper, percentage points), all in percent of the spec's metric; the record each row comes from
+    and its warnings."""
     spec = report.spec
     rows = []
     by_cell = {(c.setting.id, c.method.title): c for c in report.cells}
@@ -190,14 +213,17 @@ def comparison_frame(report: ReproduceReport) -> pd.DataFrame:
                      "paper_ci95": next((p.ci95.get(setting.id) for p in spec.paper if p.label == m.paper_row), None)}
             if record is not None:
                 value, ci = _value(record, spec.metric)
-                train = record.config.get("train") or {}
+                train = record.config.train_config
+                overrides = record.config.reproduce.overrides if record.config.reproduce else {}
                 entry.update({"ours": 100 * value, "ours_ci95": 100 * ci, "episodes": len(record.accuracies),
                               "gap": None if paper is None else 100 * value - paper,
-                              "train_steps": train.get("steps") if record.config.get("train") else None,
-                              "spec_train_steps": (cell.overrides.get("train_steps") or {}).get("spec"),
-                              "episode_hash": record.episode_hash, "record": cell.record_name()})
+                              "train_steps": train.get("steps") if train else None,
+                              "spec_train_steps": (overrides.get("train_steps") or {}).get("spec"),
+                              "episode_hash": record.episode_hash,
+                              "record": record.source.name if record.source else cell.record_name(),
+                              "warnings": "; ".join(record_warnings(record))})
             else:
-                entry["status"] = report.failed.get(cell.id, "not run yet")
+                entry["status"] = "not run yet"
             rows.append(entry)
     return pd.DataFrame(rows)
 
@@ -212,18 +238,29 @@ def _fmt(value, ci=None, signed: bool = False) -> str:
 
 
 def comparison_markdown(frame: pd.DataFrame, metric: str) -> str:
+    """The comparison as Markdown; a row whose record has warnings is marked ``(!)`` (see :func:`warning_lines`)."""
     unit = "error rate (%)" if metric == "error" else "accuracy (%)"
+    n = len(frame)
+    warned = [bool(w) and isinstance(w, str) for w in frame.get("warnings", [""] * n)]
     shown = pd.DataFrame({
         "setting": frame["setting_label"],
         "row": frame["row"],
-        f"paper {unit}": [_fmt(p, c) for p, c in zip(frame["paper"], frame.get("paper_ci95", [None] * len(frame)))],
-        f"ours {unit}": [_fmt(o, c) if not pd.isna(o) else (s if isinstance(s, str) else "—") for o, c, s in
-                         zip(frame.get("ours", [float("nan")] * len(frame)),
-                             frame.get("ours_ci95", [None] * len(frame)),
-                             frame.get("status", [""] * len(frame)))],
-        "gap (ours − paper)": [_fmt(g, signed=True) for g in frame.get("gap", [None] * len(frame))],
+        f"paper {unit}": [_fmt(p, c) for p, c in zip(frame["paper"], frame.get("paper_ci95", [None] * n))],
+        f"ours {unit}": [(_fmt(o, c) + (MARK if w else "")) if not pd.isna(o) else
+                         (s if isinstance(s, str) else "—") for o, c, s, w in
+                         zip(frame.get("ours", [float("nan")] * n), frame.get("ours_ci95", [None] * n),
+                             frame.get("status", [""] * n), warned)],
+        "gap (ours − paper)": [_fmt(g, signed=True) for g in frame.get("gap", [None] * n)],
     })
     return shown.to_markdown(index=False)
+
+
+def warning_lines(frame: pd.DataFrame) -> list[str]:
+    """``(!) setting / row: warnings`` for the rows of :func:`comparison_frame` whose record has warnings."""
+    if "warnings" not in frame:
+        return []
+    return footnotes((f"{label} / {row}", [w]) for label, row, w in
+                     zip(frame["setting_label"], frame["row"], frame["warnings"]) if isinstance(w, str) and w)
 
 
 def _schedule_lines(report: ReproduceReport) -> list[str]:
@@ -233,7 +270,7 @@ def _schedule_lines(report: ReproduceReport) -> list[str]:
     specced: dict[str, set] = {"train_steps": set(), "episodes": set()}
     for cell in report.cells:
         record = report.records.get(cell.id)
-        overrides = ((record.config.get("reproduce") or {}).get("overrides") if record else None) or {}
+        overrides = (record.config.reproduce.overrides if record and record.config.reproduce else None) or {}
         for key in used:
             if key in overrides:
                 used[key].add(str(overrides[key]["used"]))
@@ -252,18 +289,18 @@ def _schedule_lines(report: ReproduceReport) -> list[str]:
     seen = set()
     for cell in report.cells:
         record = report.records.get(cell.id)
-        train = (record.config.get("train") if record else None) or {}
+        train = record.config.train_config if record else {}
         if not train:
             continue
         keys = ("steps", "optimizer", "lr", "lr_decay_every", "lr_decay", "weight_decay")
-        keys += (("batch_size",) if record.config.get("train_kind") == "supervised" else
+        keys += (("batch_size",) if record.config.train_kind == "supervised" else
                  ("ways", "shots", "queries", "meta_batch"))
         text = ", ".join(f"{k} {train[k]}" for k in keys if k in train)
         key = (cell.method.title, text)
         if key in seen:
             continue
         seen.add(key)
-        options = record.config.get("config") or {}
+        options = record.config.options
         opt = f"; method options {json.dumps(options, sort_keys=True)}" if options else ""
         lines.append(f"`{cell.method.title}` in {cell.setting.id}: trained on {cell.spec.dataset}/"
                      f"{cell.spec.train_split} with {text}{opt}.")
@@ -273,10 +310,8 @@ def _schedule_lines(report: ReproduceReport) -> list[str]:
 def _protocol_lines(report: ReproduceReport) -> list[str]:
     lines = []
     for s in report.spec.settings:
-        cell = next((c for c in report.cells if c.setting.id == s.id), None)
-        episodes = cell.spec.episodes if cell else s.episodes
         test = (f"the fixed episode set `{s.fixed_episodes}`" if s.fixed_episodes else
-                f"{episodes} episodes (seed {s.seed}) from {s.dataset}/{s.test_split}, {s.queries} queries per class")
+                f"{s.episodes} episodes (seed {s.seed}) from {s.dataset}/{s.test_split}, {s.queries} queries per class")
         lines.append(f"{s.title}: {s.ways}-way {s.shots}-shot; learns from {s.dataset}/{s.train_split}; "
                      f"tested on {test}.")
     return lines
@@ -288,16 +323,14 @@ def _hardware_lines(report: ReproduceReport) -> list[str]:
         env = record.environment or {}
         what = env.get("gpu") or f"{env.get('cpu') or 'cpu'}, {env.get('threads', '?')} threads"
         devices.add(f"{env.get('device', '?')} ({what})")
-        train[(record.train or {}).get("checkpoint") or id(record)] = record.train_seconds
+        train[record.train.checkpoint or id(record)] = record.train_seconds
         evals += record.eval_seconds
         created.append(record.created)
     if not report.records:
         return ["No cell has a record yet."]
     return [f"Hardware: {'; '.join(sorted(devices))}.",
             f"Compute in the stored records: training {sum(train.values()) / 60:.1f} min (each checkpoint once), "
-            f"evaluation {evals / 60:.1f} min; records made {min(created)} to {max(created)}. "
-            f"This invocation: {report.seconds / 60:.1f} min wall time, {len(report.ran)} cell(s) run, "
-            f"{len(report.skipped)} reused."]
+            f"evaluation {evals / 60:.1f} min; records made {min(created)} to {max(created)}."]
 
 
 def leaderboard_of(report: ReproduceReport) -> Leaderboard | None:
@@ -315,13 +348,24 @@ def leaderboard_of(report: ReproduceReport) -> Leaderboard | None:
         unpaired=spec.unpaired, title=f"Our runs: {spec.title}")
 
 
-def table_markdown(report: ReproduceReport, command: str = "") -> str:
+def regenerate_command(spec: BenchmarkSpec, out: Path) -> str:
+    """The command that rebuilds ``out``'s tables from its records."""
+    path = spec.path
+    name = spec.name if path is None or (path.parent.name == "benchmarks" and path.stem == spec.name) else str(path)
+    where = "" if tuple(out.parts[-2:]) == ("results", spec.name) else f" --out {out}"
+    return f"python -m fewshot.bench reproduce {name} --table-only{where}"
+
+
+def table_markdown(report: ReproduceReport) -> str:
     spec, src = report.spec, report.spec.source
     frame = comparison_frame(report)
     parts = [f"## {spec.title}", "",
              f"Source: {src.paper}, {src.table}" + (f" ({src.url})" if src.url else "") + ".",
              f"Paper's numbers checked: {src.checked}" if src.checked else "", "",
              comparison_markdown(frame, spec.metric), ""]
+    flagged = warning_lines(frame)
+    if flagged:
+        parts += flagged + [""]
     board = leaderboard_of(report)
     if board is not None:
         parts += [board.to_markdown(heading_level=3), ""]
@@ -330,23 +374,19 @@ def table_markdown(report: ReproduceReport, command: str = "") -> str:
     parts += [f"- {line}" for line in _hardware_lines(report)]
     missing = [c.id for c in report.cells if c.id not in report.records]
     if missing:
-        parts.append(f"- Cells without a result: {', '.join(missing)}" +
-                     (f" (failures: {'; '.join(f'{k}: {v}' for k, v in report.failed.items())})"
-                      if report.failed else "") + ".")
+        parts.append(f"- Cells without a result: {', '.join(missing)}.")
     if spec.requires:
         parts.append(f"- Data: {spec.requires}")
-    parts.append(f"- Regenerate: `{command or f'python -m fewshot.bench reproduce {spec.path or spec.name}'}` "
-                 f"(cells with a record are reused; generated {now()}).")
-    return "\n".join(p for p in parts if p is not None) + "\n"
+    parts.append(f"- Regenerate from the records: `{regenerate_command(spec, report.out)}`; the same command "
+                 f"without `--table-only` runs the cells still missing.")
+    return "\n".join(parts) + "\n"
 
 
-def write_tables(report: ReproduceReport, command: str = "") -> list[Path]:
-    """``table.md``, ``table.csv`` and ``plot.png`` in ``report.out`` from the stored records."""
-    out = report.out
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "table.md", out / "table.csv"]
-    atomic_write_text(written[0], table_markdown(report, command))
-    atomic_write_text(written[1], comparison_frame(report).to_csv(index=False))
+def render_tables(report: ReproduceReport) -> dict[str, bytes]:
+    """``table.md``, ``table.csv`` and (once a cell has a record) ``plot.png``, as bytes, from ``report``'s spec and
+    records only (see :func:`tables_from_records`)."""
+    files = {"table.md": table_markdown(report).encode("utf-8"),
+             "table.csv": comparison_frame(report).to_csv(index=False).encode("utf-8")}
     board = leaderboard_of(report)
     if board is not None:
         references = []
@@ -355,12 +395,15 @@ def write_tables(report: ReproduceReport, command: str = "") -> list[Path]:
             if paper is not None:
                 references.append({"row": cell.method.title, "column": cell.setting.title, "value": paper / 100})
         board.references = pd.DataFrame(references)
-        png = out / "plot.png"
-        tmp = png.with_suffix(".png.tmp")
-        tmp.write_bytes(board.plot_png())
-        tmp.replace(png)
-        written.append(png)
-    return written
+        files["plot.png"] = board.plot_png()
+    return files
+
+
+def write_tables(report: ReproduceReport) -> ReproduceReport:
+    """Write :func:`render_tables` into ``report.out`` (atomically); returns ``report``."""
+    for name, data in render_tables(report).items():
+        atomic_write_bytes(report.out / name, data)
+    return report
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -393,51 +436,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``reproduce`` sub-command. Everything is checked before any cell runs; what the user can fix raises a
+    :class:`fewshot.core.errors.UserError` (a bad spec or option: UsageError), an interruption
+    :class:`Interrupted`."""
     argv = list(sys.argv[2:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = "python -m fewshot.bench reproduce " + " ".join(argv)
-    try:
-        specs = [load_spec(resolve_spec_path(s)) for s in args.specs]
-    except (SpecError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    for option in ("episodes", "train_steps", "eval_batch"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise UsageError(f"--{option.replace('_', '-')} should be at least 1, got {getattr(args, option)}")
+    specs = [load_spec(resolve_spec_path(s)) for s in args.specs]
     patterns = [p for p in (args.cells or "").split(",") if p] or None
-    runner = None if args.plan else Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir,
-                                           device=args.device, progress=not args.quiet,
-                                           eval_batch_size=args.eval_batch)
-    status = 0
+    plans = []
     for spec in specs:
         out = Path(args.out) / spec.name if args.out and len(specs) > 1 else \
             Path(args.out) if args.out else Path("results") / spec.name
-        if args.plan:
-            cells = spec.cells(episodes=args.episodes, train_steps=args.train_steps)
+        cells = spec.cells(episodes=args.episodes, train_steps=args.train_steps)
+        plans.append((spec, out, cells, select_cells(cells, patterns)))
+    if args.plan:
+        for spec, out, cells, chosen in plans:
+            done = {r.fingerprint for r in stored_records(out)}
             print(f"{spec.name}: {len(cells)} cells -> {out}")
-            for cell in select_cells(cells, patterns):
+            for cell in chosen:
                 problem = check_cell(cell)
-                state = "done" if (out / RECORDS / cell.record_name()).is_file() else "to run"
+                state = "done" if cell.fingerprint in done else "to run"
                 print(f"  {cell.id:40s} {state:7s} {cell.record_name()}" + (f"  ! {problem}" if problem else ""))
-            continue
-        try:
+        return 0
+    if args.readme:
+        for spec in specs:
+            check_readme_section(args.readme, spec.name)
+    for spec, out, _, _ in plans:
+        check_writable_dir(out / RECORDS, "--out")
+        stored_records(out)                      # a damaged record stops here, before any training
+    runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
+                    progress=not args.quiet, eval_batch_size=args.eval_batch)
+    failures = []
+    with stop_on_signals():
+        for spec, out, _, _ in plans:
             report = reproduce(spec, out=out, runner=runner, episodes=args.episodes, train_steps=args.train_steps,
                                cells=patterns, run=not args.table_only, fail_fast=args.fail_fast, command=command)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: finished cells are saved in {out / RECORDS}; run the same command again to "
-                  f"continue", file=sys.stderr)
-            return 130
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        frame = comparison_frame(report)
-        print(f"\n{spec.title} ({spec.source.paper}, {spec.source.table})\n")
-        print(comparison_markdown(frame, spec.metric))
-        print(f"\n{len(report.ran)} cell(s) run, {len(report.skipped)} reused, {len(report.failed)} failed, "
-              f"{report.seconds:.0f} s; tables in {out}")
-        if args.readme:
-            try:
-                update_readme_section(args.readme, spec.name, table_markdown(report, command), command=command)
-            except (ValueError, FileNotFoundError) as error:
-                print(f"error: {error}", file=sys.stderr)
-                status = 1
-        if report.failed:
-            status = 1
-    return status
+            frame = comparison_frame(report)
+            print(f"\n{spec.title} ({spec.source.paper}, {spec.source.table})\n")
+            print(comparison_markdown(frame, spec.metric))
+            for line in warning_lines(frame):
+                print(line)
+            print(f"\n{len(report.ran)} cell(s) run, {len(report.skipped)} reused, {len(report.failed)} failed, "
+                  f"{report.seconds:.0f} s; tables in {out}")
+            if args.readme:
+                update_readme_section(args.readme, spec.name, table_markdown(tables_from_records(spec, out)),
+                                      command=command)
+            failures += [f"{spec.name} {cell}: {why}" for cell, why in report.failed.items()]
+    if failures:
+        raise UserError(f"{len(failures)} cell(s) failed: {'; '.join(failures)}. The other cells are saved; fix the "
+                        f"cause and run the same command again to run only the missing ones")
+    return 0

@@ -31,21 +31,23 @@ A spec file::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import difflib
+import inspect
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fewshot.core.errors import UsageError
+from fewshot.results.records import record_name
 from fewshot.runner import CellSpec
 
 METRICS = ("accuracy", "error")
 
 
-class SpecError(ValueError):
-    """A benchmark spec is malformed; the message names the file and the offending entry."""
+class SpecError(UsageError):
+    """A benchmark spec is malformed; the message names the file and the offending entry (a ``ValueError`` too)."""
 
 
 @dataclass(frozen=True)
@@ -124,16 +126,13 @@ class Cell:
 
     @property
     def fingerprint(self) -> str:
-        """A hash of the cell's configuration: every :class:`CellSpec` field that differs from its default (so a
-        field added to CellSpec later, with a default, leaves existing fingerprints and records valid)."""
-        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-                    for f in dataclasses.fields(CellSpec)}
-        changed = {k: v for k, v in dataclasses.asdict(self.spec).items() if k not in defaults or v != defaults[k]}
-        blob = json.dumps(changed, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """A hash of the cell's configuration (:meth:`fewshot.runner.CellSpec.fingerprint`): a record made with
+        another configuration is not this cell's."""
+        return self.spec.fingerprint()
 
     def record_name(self) -> str:
-        return f"{_slug(self.setting.id)}__{_slug(self.method.title)}__{self.fingerprint[:10]}.json"
+        """The file name the record store gives this cell's record (:func:`fewshot.results.records.record_name`)."""
+        return record_name(self.setting.id, self.method.title, self.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -208,23 +207,30 @@ def _trains(method: str) -> bool:
         return True
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-").lower() or "x"
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Reading and checking
 
 
 def _read(path: Path) -> dict[str, Any]:
-    if path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
+        if path.suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            import tomllib
+
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read the spec ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not a text file ({error})") from None
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{path}: JSON syntax error: {error}") from None
+    except ValueError as error:  # tomllib.TOMLDecodeError
+        raise SpecError(f"{path}: TOML syntax error: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec is a table of keys, got {type(data).__name__}")
+    return data
 
 
 def _fields(cls) -> set[str]:
@@ -237,6 +243,126 @@ def _check_keys(where: str, data: dict[str, Any], allowed: set[str]) -> None:
         raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
+def _table(where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: should be a table (key = value pairs), got {value!r:.60}")
+    return value
+
+
+def _tables(where: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise SpecError(f"{where}: should be an array of tables ([[...]] sections), got {value!r:.60}")
+    return [_table(f"{where}[{i}]", v) for i, v in enumerate(value)]
+
+
+_TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table",
+          tuple: "an array", list: "an array"}
+
+
+def _check_type(where: str, value: Any, kind: type | None, optional: bool = False) -> None:
+    if kind is None or (optional and value is None):
+        return
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if kind in (tuple, list):
+        ok = isinstance(value, (tuple, list))
+    if not ok:
+        raise SpecError(f"{where}: should be {_TYPES.get(kind, kind.__name__)}, got {value!r:.60}")
+
+
+def _check_fields(where: str, data: dict[str, Any], cls) -> None:
+    """Each value of ``data`` has the type of ``cls``'s field of that name (from its annotation or default)."""
+    hints = {"int": int, "float": float, "str": str, "bool": bool}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        if isinstance(f.type, type):   # a class declared without `from __future__ import annotations`
+            _check_type(f"{where}.{f.name}", data[f.name], f.type if f.type in _TYPES else None)
+            continue
+        text = str(f.type).replace(" ", "")
+        optional = "None" in text
+        base = text.split("|")[0]
+        kind = hints.get(base) or (dict if base.startswith("dict") else tuple if base.startswith("tuple") else None)
+        _check_type(f"{where}.{f.name}", data[f.name], kind, optional)
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Known: {', '.join(known)}"
+
+
+def _check_dataset(where: str, name: str) -> None:
+    from fewshot.data import list_datasets
+
+    if name in list_datasets() or os.sep in name or Path(name).is_dir():   # a folder of class folders
+        return
+    raise SpecError(f"{where}: {_unknown('dataset', name, list_datasets())} (or a folder of class folders)")
+
+
+def check_fixed_episodes(where: str, name: str) -> None:
+    """Raise :class:`SpecError` at ``where`` unless ``name`` is a registered fixed episode set."""
+    from fewshot.data.fixed import list_fixed_episodes
+
+    if name not in list_fixed_episodes():
+        raise SpecError(f"{where}: {_unknown('fixed episode set', name, list_fixed_episodes())}")
+
+
+def check_method(where: str, name: str) -> type:
+    """The class of method ``name``; :class:`SpecError` at ``where`` (with close names) when none is registered."""
+    from fewshot.methods import list_methods, method_class
+
+    if name not in list_methods():
+        raise SpecError(f"{where}: {_unknown('method', name, list_methods())}")
+    return method_class(name)
+
+
+def check_method_options(where: str, cls: type, options: dict[str, Any]) -> None:
+    """Raise :class:`SpecError` at ``where`` unless every option is a field of ``cls.Config`` of the right type."""
+    config = getattr(cls, "Config", None)
+    known = _fields(config) if config is not None and dataclasses.is_dataclass(config) else set()
+    unknown = set(options) - known
+    if unknown:
+        raise SpecError(f"{where}: method {cls.name!r} has no option(s) {sorted(unknown)}; its options are "
+                        f"{sorted(known)}")
+    if known:
+        _check_fields(where, options, config)
+
+
+def check_train(where: str, train: dict[str, Any]) -> None:
+    """Raise :class:`SpecError` at ``where`` unless every key is a :class:`TrainConfig` field of the right type."""
+    from fewshot.train.config import TrainConfig
+
+    keys = _fields(TrainConfig)
+    unknown = set(train) - keys
+    if unknown:
+        raise SpecError(f"{where}: unknown training key(s) {sorted(unknown)}; TrainConfig has {sorted(keys)}")
+    _check_fields(where, train, TrainConfig)
+
+
+def _check_backbone(at: str, name: str | None, options: dict[str, Any]) -> None:
+    """Backbone ``name`` at ``at.backbone`` is registered (or a timm one) and takes ``at.backbone_options``."""
+    where = f"{at}.backbone"
+    if name is None:
+        return
+    from fewshot.backbones import BACKBONES, list_backbones
+
+    if name.startswith(("timm:", "pretrained:")):
+        return                                   # any timm model; timm says which exist when it is built
+    if name not in list_backbones():
+        raise SpecError(f"{where}: {_unknown('backbone', name, list_backbones())} (or timm:<model>, "
+                        f"pretrained:<model>)")
+    parameters = inspect.signature(BACKBONES.get(name)).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    known = {p.name for p in parameters} - {"in_channels", "image_size"}
+    unknown = set(options) - known
+    if unknown:
+        raise SpecError(f"{at}.backbone_options: backbone {name!r} has no option(s) {sorted(unknown)}; its options "
+                        f"are {sorted(known)}")
+
+
 def resolve_spec_path(name_or_path: str | os.PathLike, directory: str | os.PathLike = "benchmarks") -> Path:
     """A spec file from a path, or from a name looked up as ``<directory>/<name>.toml`` (or ``.json``)."""
     path = Path(name_or_path)
@@ -246,12 +372,14 @@ def resolve_spec_path(name_or_path: str | os.PathLike, directory: str | os.PathL
         if candidate.is_file():
             return candidate
     known = sorted(p.stem for p in Path(directory).glob("*.toml")) if Path(directory).is_dir() else []
-    raise FileNotFoundError(f"no benchmark spec {str(name_or_path)!r}" +
-                            (f"; known specs in {directory}/: {', '.join(known)}" if known else ""))
+    raise SpecError(f"no benchmark spec {str(name_or_path)!r}: not a file, nor a spec name in {directory}/" +
+                    (f" (known: {', '.join(known)})" if known else ""))
 
 
 def load_spec(path: str | os.PathLike) -> BenchmarkSpec:
-    """Read and check the spec at ``path`` (TOML or JSON); raises :class:`SpecError` naming what is wrong."""
+    """Read and check the whole spec at ``path`` (TOML or JSON) before anything runs: every key, the types of
+    values, method, dataset, backbone and fixed-episode names, method options and training keys. Raises
+    :class:`SpecError` (a :class:`fewshot.core.errors.UsageError`) naming the file and the offending key."""
     path = Path(path)
     data = _read(path)
     where = str(path)
@@ -261,53 +389,92 @@ def load_spec(path: str | os.PathLike) -> BenchmarkSpec:
     for key in ("name", "source", "settings", "methods"):
         if key not in data:
             raise SpecError(f"{where}: missing {key!r}")
+    for key, kind in (("name", str), ("title", str), ("metric", str), ("unpaired", bool), ("requires", str),
+                      ("notes", list)):
+        if key in data:
+            _check_type(f"{where}: {key}", data[key], kind)
+    if data.get("baseline") is not None:
+        _check_type(f"{where}: baseline", data["baseline"], str)
     metric = data.get("metric", "accuracy")
     if metric not in METRICS:
         raise SpecError(f"{where}: metric must be one of {METRICS}, got {metric!r}")
-    _check_keys(f"{where} [source]", data["source"], _fields(Source))
-    source = Source(**data["source"])
-    defaults = data.get("defaults", {})
+    src = _table(f"{where} [source]", data["source"])
+    _check_keys(f"{where} [source]", src, _fields(Source))
+    for key in ("paper", "table"):
+        if key not in src:
+            raise SpecError(f"{where} [source]: missing {key!r}")
+    _check_fields(f"{where} [source]", src, Source)
+    source = Source(**src)
+    defaults = _table(f"{where} [defaults]", data.get("defaults", {}))
     setting_keys = _fields(SettingSpec)
     _check_keys(f"{where} [defaults]", defaults, setting_keys - {"id"})
+    _check_fields(f"{where} [defaults]", defaults, SettingSpec)
     settings = []
-    for i, raw in enumerate(data["settings"]):
-        _check_keys(f"{where} settings[{i}]", raw, setting_keys)
+    for i, raw in enumerate(_tables(f"{where} settings", data["settings"])):
+        at = f"{where} settings[{i}]"
+        _check_keys(at, raw, setting_keys)
+        _check_fields(at, raw, SettingSpec)
         merged = {**defaults, **raw}
         if "dataset_options" in defaults and "dataset_options" in raw:
             merged["dataset_options"] = {**defaults["dataset_options"], **raw["dataset_options"]}
         for key in ("id", "ways", "shots"):
             if key not in merged:
-                raise SpecError(f"{where} settings[{i}]: missing {key!r}")
-        settings.append(SettingSpec(**merged))
+                raise SpecError(f"{at}: missing {key!r}")
+        setting = SettingSpec(**merged)
+        _check_dataset(f"{at}.dataset", setting.dataset)
+        if setting.fixed_episodes:
+            check_fixed_episodes(f"{at}.fixed_episodes", setting.fixed_episodes)
+        for key in ("ways", "shots", "queries", "episodes"):
+            if getattr(setting, key) < 1:
+                raise SpecError(f"{at}.{key}: should be at least 1, got {getattr(setting, key)}")
+        settings.append(setting)
     ids = [s.id for s in settings]
     if len(set(ids)) != len(ids):
         raise SpecError(f"{where}: setting ids must be unique, got {ids}")
     methods = []
-    for i, raw in enumerate(data["methods"]):
-        _check_keys(f"{where} methods[{i}]", raw, _fields(MethodSpec))
+    for i, raw in enumerate(_tables(f"{where} methods", data["methods"])):
+        at = f"{where} methods[{i}]"
+        _check_keys(at, raw, _fields(MethodSpec))
         if "method" not in raw:
-            raise SpecError(f"{where} methods[{i}]: missing 'method'")
-        for sid, extra in raw.get("by_setting", {}).items():
+            raise SpecError(f"{at}: missing 'method'")
+        _check_fields(at, raw, MethodSpec)
+        cls = check_method(f"{at}.method", raw["method"])
+        check_method_options(f"{at}.method_options", cls, raw.get("method_options", {}))
+        check_train(f"{at}.train", raw.get("train", {}))
+        _check_backbone(at, raw.get("backbone"), raw.get("backbone_options", {}))
+        for sid, extra in _table(f"{at}.by_setting", raw.get("by_setting", {})).items():
+            there = f"{at}.by_setting.{sid}"
             if sid not in ids:
-                raise SpecError(f"{where} methods[{i}].by_setting: unknown setting {sid!r}; settings are {ids}")
-            _check_keys(f"{where} methods[{i}].by_setting.{sid}", extra,
-                        {"train", "method_options", "backbone_options", "dataset_options", "backbone"})
+                raise SpecError(f"{at}.by_setting: unknown setting {sid!r}; settings are {ids}")
+            _table(there, extra)
+            _check_keys(there, extra, {"train", "method_options", "backbone_options", "dataset_options", "backbone"})
+            for key in ("train", "method_options", "backbone_options", "dataset_options"):
+                _table(f"{there}.{key}", extra.get(key, {}))
+            check_method_options(f"{there}.method_options", cls, extra.get("method_options", {}))
+            check_train(f"{there}.train", extra.get("train", {}))
+            _check_backbone(there, extra.get("backbone", raw.get("backbone")),
+                            {**raw.get("backbone_options", {}), **extra.get("backbone_options", {})})
         if raw.get("settings") is not None:
             bad = [s for s in raw["settings"] if s not in ids]
             if bad:
-                raise SpecError(f"{where} methods[{i}].settings: unknown setting(s) {bad}; settings are {ids}")
+                raise SpecError(f"{at}.settings: unknown setting(s) {bad}; settings are {ids}")
             raw = {**raw, "settings": tuple(raw["settings"])}
         methods.append(MethodSpec(**raw))
     titles = [m.title for m in methods]
     if len(set(titles)) != len(titles):
         raise SpecError(f"{where}: method labels must be unique (set `label`), got {titles}")
     paper = []
-    for i, raw in enumerate(data.get("paper", [])):
+    for i, raw in enumerate(_tables(f"{where} paper", data.get("paper", []))):
         _check_keys(f"{where} paper[{i}]", raw, _fields(PaperRow))
+        if "label" not in raw or "values" not in raw:
+            raise SpecError(f"{where} paper[{i}]: needs 'label' and 'values'")
+        _check_fields(f"{where} paper[{i}]", raw, PaperRow)
         for key in ("values", "ci95"):
             bad = [s for s in raw.get(key, {}) if s not in ids]
             if bad:
                 raise SpecError(f"{where} paper[{i}] ({raw.get('label')}).{key}: unknown setting(s) {bad}")
+            for sid, value in raw.get(key, {}).items():
+                _check_type(f"{where} paper[{i}] ({raw.get('label')}).{key}.{sid}", value, float)
         paper.append(PaperRow(**raw))
     rows = {p.label for p in paper}
     for m in methods:
@@ -315,11 +482,16 @@ def load_spec(path: str | os.PathLike) -> BenchmarkSpec:
             raise SpecError(f"{where}: method {m.title!r} reproduces paper row {m.paper_row!r}, which is not among "
                             f"the [[paper]] rows {sorted(rows)}")
     baseline = data.get("baseline", "finetune")
+    baseline = None if baseline in (None, "", "none") else baseline
+    if baseline is not None and not any(baseline in (m.method, m.label) for m in methods):
+        raise SpecError(f"{where}: baseline {baseline!r} is none of the [[methods]] (by method or label: "
+                        f"{sorted({m.method for m in methods} | {m.label for m in methods if m.label})}); add it "
+                        f"or set baseline = \"none\"")
     return BenchmarkSpec(
         name=data["name"], title=data.get("title", data["name"]), source=source, settings=tuple(settings),
-        methods=tuple(methods), paper=tuple(paper), metric=metric,
-        baseline=None if baseline in (None, "", "none") else baseline, unpaired=bool(data.get("unpaired", False)),
-        requires=data.get("requires", ""), notes=tuple(data.get("notes", ())), path=path,
+        methods=tuple(methods), paper=tuple(paper), metric=metric, baseline=baseline,
+        unpaired=bool(data.get("unpaired", False)), requires=data.get("requires", ""),
+        notes=tuple(data.get("notes", ())), path=path,
     )
 
 

@@ -1,4 +1,8 @@
-"""Results: run records (:mod:`.records`), statistics (:mod:`.stats`) and leaderboards (:mod:`.leaderboard`)."""
-from fewshot.results.records import RunRecord, load_records, save_record
+"""Results: the record store (:mod:`.records`), statistics (:mod:`.stats`), warnings made visible (:mod:`.checks`)
+and leaderboards (:mod:`.leaderboard`)."""
+from fewshot.results.checks import record_warnings
+from fewshot.results.records import (MethodInfo, ReproduceInfo, RunRecord, TrainInfo, load_record, load_records,
+                                     save_record)
 
-__all__ = ["RunRecord", "load_records", "save_record"]
+__all__ = ["MethodInfo", "ReproduceInfo", "RunRecord", "TrainInfo", "load_record", "load_records", "record_warnings",
+           "save_record"]

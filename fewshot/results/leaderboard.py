@@ -8,7 +8,9 @@ paired 95% CI. :class:`Leaderboard` writes Markdown, CSV, LaTeX, a self-containe
 
 Records scored on different episode sets are never compared as paired: within one column every record must carry
 the same episode hash, else :class:`EpisodeSetMismatch` names the hashes (``unpaired=True`` compares such columns
-as independent samples instead, and says so in the table).
+as independent samples instead, and says so in the table). A cell whose record has warnings
+(:func:`fewshot.results.checks.record_warnings`: stored by training, or accuracy at chance) is marked ``(!)`` and
+its warnings are listed under the table.
 """
 from __future__ import annotations
 
@@ -25,14 +27,34 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from fewshot.core.atomic import atomic_write_text
+from fewshot.core.atomic import atomic_write_bytes, atomic_write_text
+from fewshot.core.errors import DataError, UsageError
+from fewshot.results.checks import MARK, footnotes, record_warnings
 from fewshot.results.records import RunRecord, load_records
 from fewshot.results.stats import MeanCI, is_significant, mean_ci, paired_difference, tied_ranks, unpaired_difference
 
 METRICS = ("accuracy", "error")
+#: Output formats (file extension) and the names they are asked for by.
+FORMATS = {"md": "md", "markdown": "md", "csv": "csv", "tex": "tex", "latex": "tex", "html": "html", "png": "png"}
+ALL_FORMATS = ("md", "csv", "tex", "html", "png")
 
 
-class EpisodeSetMismatch(ValueError):
+def parse_formats(values: Sequence[str] | str, option: str = "--format") -> list[str]:
+    """File extensions from format names, comma-separated and/or repeated (``md,csv`` or ``latex``), in order."""
+    names = [n.strip().lower() for v in ([values] if isinstance(values, str) else values) for n in v.split(",")]
+    out = []
+    for name in filter(None, names):
+        if name not in FORMATS:
+            raise UsageError(f"{option}: unknown format {name!r}; choose from md, csv, latex, html, png "
+                             f"(comma-separated or repeated)")
+        if FORMATS[name] not in out:
+            out.append(FORMATS[name])
+    if not out:
+        raise UsageError(f"{option}: no format given; choose from md, csv, latex, html, png")
+    return out
+
+
+class EpisodeSetMismatch(DataError):
     """Two records that were to be compared as paired were scored on different episode sets."""
 
 
@@ -57,7 +79,7 @@ def paired_comparison(a: RunRecord, b: RunRecord) -> MeanCI:
 
 def train_dataset(record: RunRecord) -> str:
     """The dataset a record's method learned from (the test dataset unless the record says otherwise)."""
-    return str(record.config.get("train_dataset") or record.dataset)
+    return str(record.config.train_dataset or record.dataset)
 
 
 def _setting_key(r: RunRecord) -> tuple:
@@ -126,7 +148,8 @@ class Leaderboard:
                     data[column].append("")
                     best[column].append(False)
                     continue
-                data[column].append(f"{_pct(c['value'], c['ci95'])} ({c['rank']:g})")
+                mark = MARK if c.get("warnings") else ""
+                data[column].append(f"{_pct(c['value'], c['ci95'])} ({c['rank']:g}){mark}")
                 best[column].append(bool(c["rank"] == top))
         avg = self.average_ranks()
         data["avg rank"] = [f"{avg[r]:.2f}" if r in avg else "" for r in self.rows]
@@ -183,7 +206,19 @@ class Leaderboard:
                          f"`*` marks a CI that excludes 0.")
         lines.append("Train time counts each checkpoint once (a loaded checkpoint reports its original training "
                      "time); eval time is summed over the row's settings.")
-        return lines + self.notes
+        return lines + self.notes + self.warning_lines()
+
+    def warning_lines(self) -> list[str]:
+        """``(!) `row` in column: warnings`` for every cell whose record has warnings, in table order."""
+        if "warnings" not in self.cells:
+            return []
+        flagged = []
+        for row in self.rows:
+            for column in self.columns:
+                c = self._cell(row, column)
+                if c is not None and c["warnings"]:
+                    flagged.append((f"`{row}` in {column}", [str(c["warnings"])]))
+        return footnotes(flagged)
 
     # ---- writers -----------------------------------------------------------------------------------------
     def to_markdown(self, heading_level: int = 3) -> str:
@@ -273,24 +308,26 @@ class Leaderboard:
 
     def write(self, directory: str | Path, stem: str = "leaderboard",
               formats: Sequence[str] = ("md", "csv", "tex", "html", "png")) -> list[Path]:
-        """Write the chosen formats as ``directory/stem.<ext>`` (atomically); returns the paths."""
+        """Write the chosen formats (names as :func:`parse_formats` takes them) as ``directory/stem.<ext>``
+        (atomically); returns the paths."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         written = []
-        for fmt in formats:
-            path = directory / f"{stem}.{fmt}"
-            if fmt == "png":
-                data = self.plot_png()
-                tmp = path.with_suffix(".png.tmp")
-                tmp.write_bytes(data)
-                tmp.replace(path)
+        for ext in parse_formats(list(formats), option="formats"):
+            path = directory / f"{stem}.{ext}"
+            if ext == "png":
+                atomic_write_bytes(path, self.plot_png())
             else:
-                writer = {"md": self.to_markdown, "csv": self.to_csv, "tex": self.to_latex, "html": self.to_html}
-                if fmt not in writer:
-                    raise ValueError(f"unknown format {fmt!r}; use md, csv, tex, html or png")
-                atomic_write_text(path, writer[fmt]())
+                atomic_write_text(path, self.render(ext))
             written.append(path)
         return written
+
+    def render(self, fmt: str) -> str:
+        """The table as text in format ``fmt`` (md, csv, latex or tex, html)."""
+        ext = parse_formats(fmt, option="format")[0]
+        writer = {"md": self.to_markdown, "csv": self.to_csv, "tex": self.to_latex, "html": self.to_html}
+        if ext not in writer:
+            raise UsageError(f"format {fmt!r} is an image, not text: write it to a file (--out DIR)")
+        return writer[ext]()
 
 
 def build_leaderboard(records: Sequence[RunRecord], *, baseline: str | None = "finetune", metric: str = "accuracy",
@@ -319,8 +356,8 @@ def build_leaderboard(records: Sequence[RunRecord], *, baseline: str | None = "f
         if previous is not None and previous.episode_hash != r.episode_hash:
             raise EpisodeSetMismatch(
                 f"{key[0]!r} has two records in {key[1]!r} from different episode sets (episode hashes "
-                f"{previous.episode_hash[:12]} and {r.episode_hash[:12]}); keep the records of one episode set "
-                f"(for example one results folder per set)")
+                f"{previous.episode_hash[:12]}{_file(previous)} and {r.episode_hash[:12]}{_file(r)}); keep the "
+                f"records of one episode set (for example one results folder per set)")
         chosen[key] = r
     columns = list(column_order) if column_order else sorted({c for _, c in chosen}, key=_natural)
     columns = [c for c in columns if any(k[1] == c for k in chosen)]
@@ -335,7 +372,7 @@ def build_leaderboard(records: Sequence[RunRecord], *, baseline: str | None = "f
         if not paired and not unpaired:
             by_hash: dict[str, list[str]] = {}
             for name, rec in sorted(members.items()):
-                by_hash.setdefault(rec.episode_hash, []).append(name)
+                by_hash.setdefault(rec.episode_hash, []).append(name + _file(rec))
             detail = "; ".join(f"episode hash {h[:12]}: {', '.join(names)}" for h, names in by_hash.items())
             raise EpisodeSetMismatch(
                 f"{col!r} mixes records from different episode sets ({detail}); records from different episode sets "
@@ -362,8 +399,9 @@ def build_leaderboard(records: Sequence[RunRecord], *, baseline: str | None = "f
                 "diff": None if diff is None else sign * diff.mean, "diff_ci95": None if diff is None else diff.ci95,
                 "diff_paired": bool(same) if diff is not None else None,
                 "train_seconds": rec.train_seconds, "eval_seconds": rec.eval_seconds,
-                "train_key": (rec.train or {}).get("checkpoint") or f"{name}|{col}",
+                "train_key": rec.train.checkpoint or f"{name}|{col}",
                 "panel": _panel(rec), "created": rec.created,
+                "warnings": "; ".join(record_warnings(rec)),
             })
     cells = pd.DataFrame(rows_data)
     avg = {r: float(g["rank"].mean()) for r, g in cells.groupby("row")}
@@ -374,6 +412,11 @@ def build_leaderboard(records: Sequence[RunRecord], *, baseline: str | None = "f
     if baseline and baseline not in rows_found:
         notes.append(f"No `{baseline}` records: no differences to the baseline.")
     return Leaderboard(cells, rows, columns, baseline, metric, title, notes)
+
+
+def _file(r: RunRecord) -> str:
+    """`` (file name)`` of a record read from a file, for error messages."""
+    return f" ({r.source})" if r.source else ""
 
 
 def _panel(r: RunRecord) -> str:
@@ -437,25 +480,45 @@ END = "<!-- results:end -->"
 def update_readme_section(path: str | Path, name: str, content: str, command: str = "") -> bool:
     """Replace what lies between ``<!-- results:begin spec=NAME -->`` and the next ``<!-- results:end -->`` in the
     file at ``path`` with ``content`` (and a note saying which command generated it). Returns whether the file
-    changed. Raises ``ValueError`` when the section's markers are missing, repeated or unterminated."""
+    changed. Raises :class:`DataError` (a ``ValueError``) when the file is missing or the section's markers are
+    missing, repeated or unterminated."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    begin = BEGIN.format(name=name)
-    count = text.count(begin)
-    if count != 1:
-        raise ValueError(f"{path}: expected one line {begin!r} (followed later by {END!r}) marking where the "
-                         f"section goes, found {count}")
-    start = text.index(begin) + len(begin)
-    stop = text.find(END, start)
-    if stop < 0:
-        raise ValueError(f"{path}: section {name!r} has no closing {END!r}")
-    note = (f"<!-- generated by `{command}`; do not edit by hand -->\n" if command else
-            "<!-- generated from run records; do not edit by hand -->\n")
-    new = text[:start] + "\n" + note + content.strip() + "\n" + text[stop:]
+    text, start, stop = _section(path, name)
+    new = text[:start] + readme_section(content, command) + text[stop:]
     if new == text:
         return False
     atomic_write_text(path, new)
     return True
+
+
+def readme_section(content: str, command: str = "") -> str:
+    """What :func:`update_readme_section` puts between the markers: a note naming the command, then ``content``."""
+    note = (f"<!-- generated by `{command}`; do not edit by hand -->\n" if command else
+            "<!-- generated from run records; do not edit by hand -->\n")
+    return "\n" + note + content.strip() + "\n"
+
+
+def check_readme_section(path: str | Path, name: str) -> None:
+    """Raise :class:`DataError` unless ``path`` has exactly one section ``name`` (checked before any work)."""
+    _section(Path(path), name)
+
+
+def _section(path: Path, name: str) -> tuple[str, int, int]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the file whose section to regenerate (--readme): "
+                        f"{error.strerror or error}") from None
+    begin = BEGIN.format(name=name)
+    count = text.count(begin)
+    if count != 1:
+        raise DataError(f"{path}: expected one line {begin!r} (followed later by {END!r}) marking where the "
+                        f"section goes, found {count}")
+    start = text.index(begin) + len(begin)
+    stop = text.find(END, start)
+    if stop < 0:
+        raise DataError(f"{path}: section {name!r} has no closing {END!r}")
+    return text, start, stop
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -463,7 +526,8 @@ def update_readme_section(path: str | Path, name: str, content: str, command: st
 
 
 def summary_table(records: Sequence[RunRecord], baseline: str | None = "finetune") -> pd.DataFrame:
-    """One row per record: accuracy +- 95% CI, the paired difference to ``baseline`` on the same episodes, times."""
+    """One row per record: accuracy +- 95% CI (marked ``(!)`` when the record has warnings), the paired difference
+    to ``baseline`` on the same episodes, times."""
     rows = []
     by_setting = {(r.dataset, r.split, r.ways, r.shots, r.queries, r.episode_hash, r.method): r for r in records}
     for r in records:
@@ -472,11 +536,18 @@ def summary_table(records: Sequence[RunRecord], baseline: str | None = "finetune
         diff = "" if ref is None or ref is r else _fmt_signed(paired_comparison(r, ref))
         rows.append({
             "method": r.method, "dataset": r.dataset, "ways": r.ways, "shots": r.shots,
-            "accuracy (%)": f"{100 * s.mean:.2f} ± {100 * s.ci95:.2f}",
+            "accuracy (%)": f"{100 * s.mean:.2f} ± {100 * s.ci95:.2f}" + (MARK if record_warnings(r) else ""),
             f"vs {baseline} (%)" if baseline else "vs baseline": diff,
             "train (s)": round(r.train_seconds, 1), "eval (s)": round(r.eval_seconds, 1),
         })
     return pd.DataFrame(rows)
+
+
+def summary_markdown(records: Sequence[RunRecord], baseline: str | None = "finetune") -> str:
+    """:func:`summary_table` as Markdown, followed by the ``(!)`` footnotes of the records that have warnings."""
+    notes = footnotes((f"{r.method} {r.setting}", record_warnings(r)) for r in records)
+    text = summary_table(records, baseline).to_markdown(index=False)
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 def _fmt_signed(d) -> str:
@@ -490,42 +561,46 @@ def _fmt_signed(d) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fewshot.bench leaderboard",
-        description="Build a leaderboard from stored run records (JSON files or folders of them), with no re-running.")
+        description="Build a leaderboard from stored run records (JSON files or folders of them), with no re-running. "
+                    "Prints it (Markdown by default), or writes leaderboard.<ext> files into --out.")
     p.add_argument("paths", nargs="+", help="record files or folders (searched recursively)")
     p.add_argument("--baseline", default="finetune", help="method to compare with on the same episodes ('none')")
     p.add_argument("--metric", choices=METRICS, default="accuracy")
     p.add_argument("--unpaired", action="store_true",
                    help="compare columns that mix episode sets as independent samples instead of failing")
     p.add_argument("--title", default="Leaderboard")
-    p.add_argument("--out", default=None, help="folder for leaderboard.{md,csv,tex,html,png}")
-    p.add_argument("--formats", default="md,csv,tex,html,png", help="comma-separated formats written to --out")
-    p.add_argument("--readme", default=None, help="file whose marked section to regenerate")
+    p.add_argument("--format", "--formats", dest="format", action="append", default=None, metavar="FORMAT",
+                   help="md, csv, latex, html or png; comma-separated or repeated (default: md when printing, all "
+                        "of them with --out)")
+    p.add_argument("--out", default=None, help="write leaderboard.<ext> files into this folder instead of printing")
+    p.add_argument("--readme", default=None, help="file whose marked section to regenerate (with the Markdown table)")
     p.add_argument("--section", default="leaderboard",
                    help="the section's name: <!-- results:begin spec=NAME --> ... <!-- results:end -->")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``leaderboard`` sub-command; raises :class:`fewshot.core.errors.UserError` for what the user can fix."""
+    argv = list(sys.argv[2:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        records = load_records(args.paths)
-        board = build_leaderboard(records, baseline=None if args.baseline.lower() == "none" else args.baseline,
-                                  metric=args.metric, unpaired=args.unpaired, title=args.title)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    text = board.to_markdown()
-    print(text)
-    if args.out:
-        for path in board.write(args.out, formats=[f for f in args.formats.split(",") if f]):
-            print(f"wrote {path}", file=sys.stderr)
+    formats = parse_formats(args.format or (list(ALL_FORMATS) if args.out else ["md"]))
+    if "png" in formats and not args.out:
+        raise UsageError("--format png makes an image file: give a folder to write it to with --out DIR")
     if args.readme:
-        command = "python -m fewshot.bench leaderboard " + " ".join(sys.argv[2:] if argv is None else argv)
-        try:
-            changed = update_readme_section(args.readme, args.section, text, command=command)
-        except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        check_readme_section(args.readme, args.section)
+    records = load_records(args.paths)
+    if not records:
+        raise UsageError(f"no run records in {', '.join(args.paths)}; give record files or folders that hold them")
+    board = build_leaderboard(records, baseline=None if args.baseline.lower() == "none" else args.baseline,
+                              metric=args.metric, unpaired=args.unpaired, title=args.title)
+    if args.out:
+        for path in board.write(args.out, formats=formats):
+            print(f"wrote {path}", file=sys.stderr)
+    else:
+        print("\n".join(board.render(fmt).rstrip("\n") + "\n" for fmt in formats), end="")
+    if args.readme:
+        command = "python -m fewshot.bench leaderboard " + " ".join(argv)
+        changed = update_readme_section(args.readme, args.section, board.to_markdown(), command=command)
         print(f"{args.readme}: section {args.section!r} {'updated' if changed else 'already up to date'}",
               file=sys.stderr)
     return 0

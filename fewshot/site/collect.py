@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from fewshot.core.atomic import atomic_write_text
-from fewshot.core.errors import DataError, UsageError, UserError
+from fewshot.core.errors import DataError, UsageError
 from fewshot.results.records import RunRecord, load_records
 from fewshot.results.stats import MeanCI, mean_ci, paired_difference, unpaired_difference
 

@@ -21,8 +21,8 @@ import torch
 from fewshot.core.atomic import atomic_torch_save
 from fewshot.core.errors import DataError, Interrupted
 from fewshot.core.progress import progress_bar
+from fewshot.core.signals import RESUME
 
-RESUME_HINT = "run the same command again to continue"
 
 
 def partial_path(checkpoint: Path) -> Path:
@@ -96,7 +96,7 @@ class TrainSession:
             where = self._save(modules, done)
             raise Interrupted(f"interrupted at step {done} of {self.total_steps}"
                               + (f"; the training so far is saved in {where}" if where else "")
-                              + f"; {RESUME_HINT}")
+                              + f"; {RESUME}")
         if done >= self.total_steps:
             return
         by_steps = self.every_steps > 0 and done % self.every_steps == 0
@@ -129,7 +129,7 @@ class TrainSession:
 
         def handler(signum: int, frame: Any) -> None:
             if self._signal is not None:
-                raise Interrupted(f"interrupted again; the last partial checkpoint is kept; {RESUME_HINT}")
+                raise Interrupted(f"interrupted again; the last partial checkpoint is kept; {RESUME}")
             self._signal = signum
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
