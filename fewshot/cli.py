@@ -255,16 +255,150 @@ def bench_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def reproduce_main(argv: Sequence[str]) -> int:
-    from fewshot.reproduce.run import main
+def reproduce_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog=f"{PROG} reproduce",
+        description="Regenerate published tables from benchmarks/ specs: run the cells without a stored result, "
+                    "write results/<spec>/ and print ours beside the paper's numbers.")
+    p.add_argument("specs", nargs="+", help="spec files, or names of specs in benchmarks/")
+    p.add_argument("--out", default=None, help="results folder (default results/<spec name>; with several specs, "
+                                               "OUT/<spec name>)")
+    p.add_argument("--episodes", type=positive_int, default=None, help="shrink: test episodes per cell (recorded)")
+    p.add_argument("--train-steps", type=positive_int, default=None,
+                   help="shrink: training steps per method (recorded)")
+    p.add_argument("--cells", default=None,
+                   help="comma-separated patterns on 'setting/method', setting id, method name or label")
+    p.add_argument("--plan", action="store_true", help="list the cells and whether they have a record; run nothing")
+    p.add_argument("--table-only", action="store_true", help="rebuild the tables from stored records; run nothing")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first cell that fails")
+    p.add_argument("--readme", default=None,
+                   help="also regenerate the README section <!-- results:begin spec=NAME --> ... <!-- results:end -->")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--checkpoint-dir", default=None)
+    p.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
+                   help="also save a partial checkpoint of a training this often (default 60)")
+    p.add_argument("--eval-batch", type=positive_int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
 
-    return main(list(argv))
+
+def reproduce_main(argv: Sequence[str]) -> int:
+    """``reproduce SPEC...``: everything is checked before any cell runs (the spec, stored records, the README
+    section, the output folders); then the missing cells run, each record saved as it finishes."""
+    from fewshot.reproduce.run import (RECORDS, check_cell, comparison_frame, comparison_markdown, reproduce,
+                                       select_cells, stored_records, table_markdown, tables_from_records,
+                                       warning_lines)
+    from fewshot.reproduce.specs import load_spec, resolve_spec_path
+    from fewshot.results.leaderboard import check_readme_section, update_readme_section
+    from fewshot.runner import Runner
+
+    args = reproduce_parser().parse_args(argv)
+    command = f"{PROG} reproduce " + " ".join(argv)
+    check_device(args.device)
+    check_input_dir(args.data_root, "--data-root")
+    specs = [load_spec(resolve_spec_path(s)) for s in args.specs]
+    patterns = [p for p in (args.cells or "").split(",") if p] or None
+    plans = []
+    for spec in specs:
+        out = Path(args.out) / spec.name if args.out and len(specs) > 1 else \
+            Path(args.out) if args.out else Path("results") / spec.name
+        cells = spec.cells(episodes=args.episodes, train_steps=args.train_steps)
+        plans.append((spec, out, cells, select_cells(cells, patterns)))
+    if args.plan:
+        for spec, out, cells, chosen in plans:
+            done = {r.fingerprint for r in stored_records(out)}
+            print(f"{spec.name}: {len(cells)} cells -> {out}")
+            for cell in chosen:
+                problem = check_cell(cell)
+                state = "done" if cell.fingerprint in done else "to run"
+                print(f"  {cell.id:40s} {state:7s} {cell.record_name()}" + (f"  ! {problem}" if problem else ""))
+        return 0
+    if args.readme:
+        for spec in specs:
+            check_readme_section(args.readme, spec.name)
+    for spec, out, _, _ in plans:
+        check_writable_dir(out / RECORDS, "--out")
+        stored_records(out)                      # a damaged record stops here, before any training
+    if args.checkpoint_dir is not None:
+        check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
+    runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
+                    progress=not args.quiet, eval_batch_size=args.eval_batch,
+                    checkpoint_seconds=args.checkpoint_seconds)
+    failures = []
+    for spec, out, _, _ in plans:
+        report = reproduce(spec, out=out, runner=runner, episodes=args.episodes, train_steps=args.train_steps,
+                           cells=patterns, run=not args.table_only, fail_fast=args.fail_fast, command=command)
+        frame = comparison_frame(report)
+        print(f"\n{spec.title} ({spec.source.paper}, {spec.source.table})\n")
+        print(comparison_markdown(frame, spec.metric))
+        for line in warning_lines(frame):
+            print(line)
+        print(f"\n{len(report.ran)} cell(s) run, {len(report.skipped)} reused, {len(report.failed)} failed, "
+              f"{report.seconds:.0f} s; tables in {out}")
+        if args.readme:
+            update_readme_section(args.readme, spec.name, table_markdown(tables_from_records(spec, out)),
+                                  command=command)
+        failures += [f"{spec.name} {cell}: {why}" for cell, why in report.failed.items()]
+    if failures:
+        raise UserError(f"{len(failures)} cell(s) failed: {'; '.join(failures)}. The other cells are saved; fix the "
+                        f"cause and run the same command again to run only the missing ones")
+    return 0
+
+
+def leaderboard_parser() -> argparse.ArgumentParser:
+    from fewshot.results.leaderboard import METRICS
+
+    p = ArgumentParser(
+        prog=f"{PROG} leaderboard",
+        description="Build a leaderboard from stored run records (JSON files or folders of them), with no re-running. "
+                    "Prints it (Markdown by default), or writes leaderboard.<ext> files into --out.")
+    p.add_argument("paths", nargs="+", help="record files or folders (searched recursively)")
+    p.add_argument("--baseline", default="finetune", help="method to compare with on the same episodes ('none')")
+    p.add_argument("--metric", choices=METRICS, default="accuracy")
+    p.add_argument("--unpaired", action="store_true",
+                   help="compare columns that mix episode sets as independent samples instead of failing")
+    p.add_argument("--title", default="Leaderboard")
+    p.add_argument("--format", "--formats", dest="format", action="append", default=None, metavar="FORMAT",
+                   help="md, csv, latex, html or png; comma-separated or repeated (default: md when printing, all "
+                        "of them with --out)")
+    p.add_argument("--out", default=None, help="write leaderboard.<ext> files into this folder instead of printing")
+    p.add_argument("--readme", default=None, help="file whose marked section to regenerate (with the Markdown table)")
+    p.add_argument("--section", default="leaderboard",
+                   help="the section's name: <!-- results:begin spec=NAME --> ... <!-- results:end -->")
+    return p
 
 
 def leaderboard_main(argv: Sequence[str]) -> int:
-    from fewshot.results.leaderboard import main
+    """``leaderboard RECORDS... [--format ...] [--out DIR] [--readme FILE --section NAME]``."""
+    from fewshot.results.leaderboard import (ALL_FORMATS, build_leaderboard, check_readme_section, parse_formats,
+                                             update_readme_section)
+    from fewshot.results.records import load_records
 
-    return main(list(argv))
+    args = leaderboard_parser().parse_args(argv)
+    formats = parse_formats(args.format or (list(ALL_FORMATS) if args.out else ["md"]))
+    if "png" in formats and not args.out:
+        raise UsageError("--format png makes an image file: give a folder to write it to with --out DIR")
+    if args.out:
+        check_writable_dir(args.out, "--out")
+    if args.readme:
+        check_readme_section(args.readme, args.section)
+    records = load_records(args.paths)
+    if not records:
+        raise UsageError(f"no run records in {', '.join(args.paths)}; give record files or folders that hold them")
+    board = build_leaderboard(records, baseline=None if args.baseline.lower() == "none" else args.baseline,
+                              metric=args.metric, unpaired=args.unpaired, title=args.title)
+    if args.out:
+        for path in board.write(args.out, formats=formats):
+            print(f"wrote {path}", file=sys.stderr)
+    else:
+        print("\n".join(board.render(fmt).rstrip("\n") + "\n" for fmt in formats), end="")
+    if args.readme:
+        command = f"{PROG} leaderboard " + " ".join(argv)
+        changed = update_readme_section(args.readme, args.section, board.to_markdown(), command=command)
+        print(f"{args.readme}: section {args.section!r} {'updated' if changed else 'already up to date'}",
+              file=sys.stderr)
+    return 0
 
 
 def site_main(argv: Sequence[str]) -> int:

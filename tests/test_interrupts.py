@@ -85,7 +85,7 @@ def test_killed_training_resumes_bit_identical(method, signame, tmp_path, uninte
         assert "run the same command again to continue" in stderr and "Traceback" not in stderr
         (partial,) = checkpoints.glob("*.partial.pt")
         step = torch.load(partial, weights_only=False)["step"]
-        assert 0 < step < STEPS and f"interrupted at step {step} of {STEPS}" in stderr
+        assert 0 < step < STEPS and f"stopped by {signame} at step {step} of {STEPS}" in stderr
     assert not list((tmp_path / "runs").glob("*.json")), "no record of an unfinished run"
 
     run_to_end(method, tmp_path)

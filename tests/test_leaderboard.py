@@ -13,7 +13,7 @@ from fewshot.cli import main as bench_main
 from fewshot.results.leaderboard import (EpisodeSetMismatch, build_leaderboard, paired_comparison, setting_columns,
                                          summary_markdown, summary_table, update_readme_section)
 from fewshot.results.records import RunRecord, load_records, save_record
-from fewshot.results.stats import mean_ci, paired_difference, tied_ranks
+from fewshot.evaluate.stats import mean_ci, paired_difference, tied_ranks
 
 EPISODES = 300
 

@@ -7,7 +7,7 @@ from fewshot.backbones import create_backbone
 from fewshot.data import load_dataset, sample_episodes
 from fewshot.evaluate.harness import evaluate
 from fewshot.methods import create_method
-from fewshot.results.stats import paired_difference
+from fewshot.evaluate.stats import paired_difference
 from fewshot.train.loop import TrainConfig, fit
 
 

@@ -292,10 +292,10 @@ def test_bad_cells_pattern_is_a_usage_error(tmp_path, spec_file, no_running, cap
 
 def test_unwritable_out_is_found_before_any_work(tmp_path, spec_file, no_running, capsys):
     (tmp_path / "out").write_text("a file where the output folder should be")
-    assert main(args(tmp_path, spec_file)) == 1
+    assert main(args(tmp_path, spec_file)) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write to the output folder {tmp_path / 'out' / 'records'} (")
-    assert "choose a writable folder with --out" in err
+    assert err.startswith(f"error: --out {tmp_path / 'out' / 'records'}: cannot write there (")
+    assert "choose a writable folder" in err
 
 
 def test_damaged_stored_record_is_named_before_any_work(tmp_path, spec_file, no_running, capsys):

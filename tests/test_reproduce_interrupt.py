@@ -154,7 +154,7 @@ def test_signal_stops_with_130_and_a_rerun_finishes_the_same_table(work, referen
     name = f"stopped-{sig.name}"
     code, err, saved = interrupt(work, name, sig)
     assert code == 130, err
-    assert f"interrupted (stopped by {sig.name})" in err and "run the same command again to continue" in err
+    assert f"interrupted (stopped by {sig.name}" in err and "run the same command again to continue" in err
     assert 1 <= saved < CELLS
     assert "Traceback" not in err
     folder = work[0] / name

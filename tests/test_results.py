@@ -8,7 +8,7 @@ import pytest
 
 from fewshot.results.checks import at_chance, record_warnings
 from fewshot.results.records import RunRecord, load_records, save_record
-from fewshot.results.stats import mean_ci, paired_difference
+from fewshot.evaluate.stats import mean_ci, paired_difference
 from fewshot.train.loop import TrainConfig, TrainingDiverged, fit
 from fewshot.methods import create_method
 from fewshot.backbones import create_backbone

@@ -12,7 +12,8 @@ import pytest
 
 from fewshot.reproduce.run import TABLES, render_tables, table_markdown, tables_from_records
 from fewshot.reproduce.specs import load_spec, resolve_spec_path
-from fewshot.results.leaderboard import BEGIN, END, build_leaderboard, build_parser, readme_section
+from fewshot.cli import leaderboard_parser
+from fewshot.results.leaderboard import BEGIN, END, build_leaderboard, readme_section
 from fewshot.results.records import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def test_readme_sections_regenerate_from_their_records(name, body):
     words = shlex.split(command)
     assert words[:3] == ["python", "-m", "fewshot.bench"], command
     if words[3] == "leaderboard":
-        args = build_parser().parse_args(words[4:])
+        args = leaderboard_parser().parse_args(words[4:])
         assert args.section == name
         records = load_records([ROOT / p for p in args.paths])
         board = build_leaderboard(records, baseline=None if args.baseline.lower() == "none" else args.baseline,

@@ -1,6 +1,8 @@
 """The results page: built from the records alone, deterministic, checked in a real headless browser."""
 from __future__ import annotations
 
+import json
+
 import re
 import shutil
 import struct
@@ -14,9 +16,9 @@ import pytest
 
 from fewshot.cli import main as cli_main
 from fewshot.reproduce.specs import load_spec
-from fewshot.results.records import RunRecord, load_records, save_record
+from fewshot.results.records import RunRecord, is_record_json, load_record, save_record
 from fewshot.site import build_site
-from fewshot.results.stats import mean_ci
+from fewshot.evaluate.stats import mean_ci
 from fewshot.site.svg import Series, dot_plot, line_plot, nice_ticks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +81,8 @@ def records_by_path(results: Path) -> dict[str, RunRecord]:
     """Every run record under ``results`` by its path relative to it, read independently of the page code."""
     out = {}
     for path in sorted(results.rglob("*.json")):
-        for record in load_records(path):
-            out[path.relative_to(results).as_posix()] = record
+        if is_record_json(json.loads(path.read_text(encoding="utf-8"))):
+            out[path.relative_to(results).as_posix()] = load_record(path)
     return out
 
 

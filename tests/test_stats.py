@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fewshot.results.stats import (MeanCI, is_significant, mean_ci, paired_difference, tied_ranks,
+from fewshot.evaluate.stats import (MeanCI, is_significant, mean_ci, paired_difference, tied_ranks,
                            unpaired_difference)
 
 Z = scipy_stats.norm.ppf(0.975)

@@ -12,7 +12,7 @@ from fewshot.data.episodes import EpisodeSet
 from fewshot.evaluate.features import embed_rows
 from fewshot.methods.base import FewShotMethod
 from fewshot.core.progress import progress_bar
-from fewshot.results.stats import MeanCI, mean_ci
+from fewshot.evaluate.stats import MeanCI, mean_ci
 
 
 @dataclass

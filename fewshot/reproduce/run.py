@@ -14,7 +14,6 @@ configuration: they are recorded, give the cell its own record, and the table sa
 """
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import sys
@@ -30,13 +29,12 @@ from fewshot.core.signals import stop_on_signals
 from fewshot.core.errors import Interrupted, UsageError, UserError
 from fewshot.data import miniimagenet  # noqa: F401  (registers the "miniimagenet" dataset the specs use)
 from fewshot.reproduce.specs import (BenchmarkSpec, Cell, SpecError, check_fixed_episodes, check_method,
-                                     check_method_options, check_train, load_spec, resolve_spec_path)
+                                     check_method_options, check_train)
 from fewshot.results.checks import MARK, footnotes, record_warnings
-from fewshot.results.leaderboard import (Leaderboard, build_leaderboard, check_readme_section,
-                                         update_readme_section)
+from fewshot.results.leaderboard import Leaderboard, build_leaderboard
 from fewshot.core.atomic import check_writable_dir
 from fewshot.results.records import ReproduceInfo, RunRecord, load_records, save_record
-from fewshot.results.stats import mean_ci
+from fewshot.evaluate.stats import mean_ci
 from fewshot.runner import Runner
 
 RECORDS = "records"
@@ -408,85 +406,3 @@ def write_tables(report: ReproduceReport) -> ReproduceReport:
 
 # --------------------------------------------------------------------------------------------------------------
 # The `reproduce` sub-command
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fewshot.bench reproduce",
-        description="Regenerate published tables from benchmarks/ specs: run the cells without a stored result, "
-                    "write results/<spec>/ and print ours beside the paper's numbers.")
-    p.add_argument("specs", nargs="+", help="spec files, or names of specs in benchmarks/")
-    p.add_argument("--out", default=None, help="results folder (default results/<spec name>; with several specs, "
-                                               "OUT/<spec name>)")
-    p.add_argument("--episodes", type=int, default=None, help="shrink: test episodes per cell (recorded)")
-    p.add_argument("--train-steps", type=int, default=None, help="shrink: training steps per method (recorded)")
-    p.add_argument("--cells", default=None,
-                   help="comma-separated patterns on 'setting/method', setting id, method name or label")
-    p.add_argument("--plan", action="store_true", help="list the cells and whether they have a record; run nothing")
-    p.add_argument("--table-only", action="store_true", help="rebuild the tables from stored records; run nothing")
-    p.add_argument("--fail-fast", action="store_true", help="stop at the first cell that fails")
-    p.add_argument("--readme", default=None,
-                   help="also regenerate the README section <!-- results:begin spec=NAME --> ... <!-- results:end -->")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--checkpoint-dir", default=None)
-    p.add_argument("--eval-batch", type=int, default=None)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``reproduce`` sub-command. Everything is checked before any cell runs; what the user can fix raises a
-    :class:`fewshot.core.errors.UserError` (a bad spec or option: UsageError), an interruption
-    :class:`Interrupted`."""
-    argv = list(sys.argv[2:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    command = "python -m fewshot.bench reproduce " + " ".join(argv)
-    for option in ("episodes", "train_steps", "eval_batch"):
-        if getattr(args, option) is not None and getattr(args, option) < 1:
-            raise UsageError(f"--{option.replace('_', '-')} should be at least 1, got {getattr(args, option)}")
-    specs = [load_spec(resolve_spec_path(s)) for s in args.specs]
-    patterns = [p for p in (args.cells or "").split(",") if p] or None
-    plans = []
-    for spec in specs:
-        out = Path(args.out) / spec.name if args.out and len(specs) > 1 else \
-            Path(args.out) if args.out else Path("results") / spec.name
-        cells = spec.cells(episodes=args.episodes, train_steps=args.train_steps)
-        plans.append((spec, out, cells, select_cells(cells, patterns)))
-    if args.plan:
-        for spec, out, cells, chosen in plans:
-            done = {r.fingerprint for r in stored_records(out)}
-            print(f"{spec.name}: {len(cells)} cells -> {out}")
-            for cell in chosen:
-                problem = check_cell(cell)
-                state = "done" if cell.fingerprint in done else "to run"
-                print(f"  {cell.id:40s} {state:7s} {cell.record_name()}" + (f"  ! {problem}" if problem else ""))
-        return 0
-    if args.readme:
-        for spec in specs:
-            check_readme_section(args.readme, spec.name)
-    for spec, out, _, _ in plans:
-        check_writable_dir(out / RECORDS, "--out")
-        stored_records(out)                      # a damaged record stops here, before any training
-    runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
-                    progress=not args.quiet, eval_batch_size=args.eval_batch)
-    failures = []
-    with stop_on_signals():
-        for spec, out, _, _ in plans:
-            report = reproduce(spec, out=out, runner=runner, episodes=args.episodes, train_steps=args.train_steps,
-                               cells=patterns, run=not args.table_only, fail_fast=args.fail_fast, command=command)
-            frame = comparison_frame(report)
-            print(f"\n{spec.title} ({spec.source.paper}, {spec.source.table})\n")
-            print(comparison_markdown(frame, spec.metric))
-            for line in warning_lines(frame):
-                print(line)
-            print(f"\n{len(report.ran)} cell(s) run, {len(report.skipped)} reused, {len(report.failed)} failed, "
-                  f"{report.seconds:.0f} s; tables in {out}")
-            if args.readme:
-                update_readme_section(args.readme, spec.name, table_markdown(tables_from_records(spec, out)),
-                                      command=command)
-            failures += [f"{spec.name} {cell}: {why}" for cell, why in report.failed.items()]
-    if failures:
-        raise UserError(f"{len(failures)} cell(s) failed: {'; '.join(failures)}. The other cells are saved; fix the "
-                        f"cause and run the same command again to run only the missing ones")
-    return 0

@@ -1,4 +1,4 @@
-"""Results: the record store (:mod:`.records`), statistics (:mod:`.stats`), warnings made visible (:mod:`.checks`)
+"""Results: the record store (:mod:`.records`), warnings made visible (:mod:`.checks`)
 and leaderboards (:mod:`.leaderboard`)."""
 from fewshot.results.checks import record_warnings
 from fewshot.results.records import (MethodInfo, ReproduceInfo, RunRecord, TrainInfo, load_record, load_records,

@@ -14,13 +14,11 @@ its warnings are listed under the table.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,8 +28,8 @@ import pandas as pd
 from fewshot.core.atomic import atomic_write_bytes, atomic_write_text
 from fewshot.core.errors import DataError, UsageError
 from fewshot.results.checks import MARK, footnotes, record_warnings
-from fewshot.results.records import RunRecord, load_records
-from fewshot.results.stats import MeanCI, is_significant, mean_ci, paired_difference, tied_ranks, unpaired_difference
+from fewshot.results.records import RunRecord
+from fewshot.evaluate.stats import MeanCI, is_significant, mean_ci, paired_difference, tied_ranks, unpaired_difference
 
 METRICS = ("accuracy", "error")
 #: Output formats (file extension) and the names they are asked for by.
@@ -556,51 +554,3 @@ def _fmt_signed(d) -> str:
 
 # --------------------------------------------------------------------------------------------------------------
 # The `leaderboard` sub-command
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fewshot.bench leaderboard",
-        description="Build a leaderboard from stored run records (JSON files or folders of them), with no re-running. "
-                    "Prints it (Markdown by default), or writes leaderboard.<ext> files into --out.")
-    p.add_argument("paths", nargs="+", help="record files or folders (searched recursively)")
-    p.add_argument("--baseline", default="finetune", help="method to compare with on the same episodes ('none')")
-    p.add_argument("--metric", choices=METRICS, default="accuracy")
-    p.add_argument("--unpaired", action="store_true",
-                   help="compare columns that mix episode sets as independent samples instead of failing")
-    p.add_argument("--title", default="Leaderboard")
-    p.add_argument("--format", "--formats", dest="format", action="append", default=None, metavar="FORMAT",
-                   help="md, csv, latex, html or png; comma-separated or repeated (default: md when printing, all "
-                        "of them with --out)")
-    p.add_argument("--out", default=None, help="write leaderboard.<ext> files into this folder instead of printing")
-    p.add_argument("--readme", default=None, help="file whose marked section to regenerate (with the Markdown table)")
-    p.add_argument("--section", default="leaderboard",
-                   help="the section's name: <!-- results:begin spec=NAME --> ... <!-- results:end -->")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``leaderboard`` sub-command; raises :class:`fewshot.core.errors.UserError` for what the user can fix."""
-    argv = list(sys.argv[2:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    formats = parse_formats(args.format or (list(ALL_FORMATS) if args.out else ["md"]))
-    if "png" in formats and not args.out:
-        raise UsageError("--format png makes an image file: give a folder to write it to with --out DIR")
-    if args.readme:
-        check_readme_section(args.readme, args.section)
-    records = load_records(args.paths)
-    if not records:
-        raise UsageError(f"no run records in {', '.join(args.paths)}; give record files or folders that hold them")
-    board = build_leaderboard(records, baseline=None if args.baseline.lower() == "none" else args.baseline,
-                              metric=args.metric, unpaired=args.unpaired, title=args.title)
-    if args.out:
-        for path in board.write(args.out, formats=formats):
-            print(f"wrote {path}", file=sys.stderr)
-    else:
-        print("\n".join(board.render(fmt).rstrip("\n") + "\n" for fmt in formats), end="")
-    if args.readme:
-        command = "python -m fewshot.bench leaderboard " + " ".join(argv)
-        changed = update_readme_section(args.readme, args.section, board.to_markdown(), command=command)
-        print(f"{args.readme}: section {args.section!r} {'updated' if changed else 'already up to date'}",
-              file=sys.stderr)
-    return 0

@@ -27,7 +27,7 @@ import numpy as np
 from fewshot.core.atomic import atomic_write_text
 from fewshot.core.errors import DataError
 from fewshot.core.hashing import sha256_json
-from fewshot.results.stats import MeanCI, mean_ci
+from fewshot.evaluate.stats import MeanCI, mean_ci
 
 RECORD_VERSION = 1
 
@@ -252,7 +252,8 @@ _REQUIRED = {"method": str, "dataset": str, "split": str, "ways": int, "shots": 
              "episodes": int, "episode_hash": str, "accuracies": list}
 
 
-def _looks_like_record(data: Any) -> bool:
+def is_record_json(data: Any) -> bool:
+    """Whether parsed JSON ``data`` is a run record (other JSON results, like benchmarks', are not)."""
     return isinstance(data, dict) and "episode_hash" in data and "accuracies" in data
 
 
@@ -274,7 +275,7 @@ def load_record(path: str | os.PathLike) -> RunRecord:
     """The record in the JSON file at ``path``; :class:`DataError` naming the file when it is not one."""
     path = Path(path)
     data = _parse(path)
-    if not _looks_like_record(data):
+    if not is_record_json(data):
         raise DataError(f"{path}: not a run record (a record is a JSON object with 'episode_hash' and "
                         f"'accuracies')")
     return _record(path, data)
@@ -320,7 +321,7 @@ def load_records(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list
                 if f.name.startswith("."):
                     continue
                 data = _parse(f)
-                if _looks_like_record(data):
+                if is_record_json(data):
                     records.append(_record(f, data))
         elif p.exists():
             records.append(load_record(p))

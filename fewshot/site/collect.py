@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fewshot.core.errors import DataError, UsageError
-from fewshot.results.records import RunRecord, load_records
-from fewshot.results.stats import MeanCI, mean_ci, paired_difference, unpaired_difference
+from fewshot.results.records import RunRecord, is_record_json, load_records
+from fewshot.evaluate.stats import MeanCI, mean_ci, paired_difference, unpaired_difference
 
 #: Files of a results folder the page links to, besides the records.
 LINKED = ("table.md", "table.csv", "plot.png")
@@ -119,7 +119,7 @@ def _plain_setting_labels(records: Sequence[StoredRecord]) -> dict[str, str]:
 
 
 def score(record: RunRecord, metric: str = "accuracy") -> MeanCI:
-    """The record's mean and 95% CI half-width (:func:`fewshot.results.stats.mean_ci`) in percent of ``metric``."""
+    """The record's mean and 95% CI half-width (:func:`fewshot.evaluate.stats.mean_ci`) in percent of ``metric``."""
     s = mean_ci(record.accuracies)
     return MeanCI(100 * ((1.0 - s.mean) if metric == "error" else s.mean), 100 * s.ci95, s.n)
 
@@ -183,7 +183,7 @@ def collect(results: str | os.PathLike, benchmarks: str | os.PathLike | None = N
             rel = path.relative_to(results).as_posix()
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                found = load_records(path)
+                found = load_records(path) if is_record_json(data) else []
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
                 raise DataError(f"{path}: not a readable JSON result ({error}); fix or remove the file") from error
             if found:

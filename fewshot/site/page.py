@@ -14,7 +14,7 @@ from typing import Sequence
 
 from fewshot.site.collect import Folder, Row, StoredRecord, baseline_of, curve, difference, score
 from fewshot.site.assets import CSS, SCRIPT
-from fewshot.results.stats import is_significant
+from fewshot.evaluate.stats import is_significant
 from fewshot.site.svg import Series, bar_plot, dot_plot, line_plot
 
 

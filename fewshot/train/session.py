@@ -94,7 +94,8 @@ class TrainSession:
         done = step + 1
         if self._signal is not None:
             where = self._save(modules, done)
-            raise Interrupted(f"interrupted at step {done} of {self.total_steps}"
+            name = signal.Signals(self._signal).name
+            raise Interrupted(f"stopped by {name} at step {done} of {self.total_steps}"
                               + (f"; the training so far is saved in {where}" if where else "")
                               + f"; {RESUME}")
         if done >= self.total_steps:
