@@ -89,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
     parser.add_argument("--seed", type=natural_int, default=0, help="seed of the test episodes")
     parser.add_argument("--train-seed", type=natural_int, default=0, help="seed of training")
-    parser.add_argument("--train-steps", type=positive_int, default=None, help="override the preset's training steps")
+    parser.add_argument("--train-steps", type=positive_int, default=None,
+                        help="train the --method(s) for this many steps instead of their presets' (recorded)")
+    parser.add_argument("--baseline-train-steps", type=positive_int, default=None,
+                        help="the same for an added baseline, which otherwise trains by its preset: a shortened "
+                             "--train-steps never weakens the baseline it is compared with")
     parser.add_argument("--data-root", default=None, help="data root (default: $FEWSHOT_DATA, then the user cache)")
     parser.add_argument("--checkpoint-dir", default=None, help="default: $FEWSHOT_CACHE/checkpoints")
     parser.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
@@ -189,16 +193,16 @@ def list_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def bench_main(argv: Sequence[str]) -> int:
-    """The default command: check everything, prepare every cell, then train and evaluate them in turn."""
+def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
+    """The cells of the default command, checked: one per method and shot count (the baseline added when
+    missing), and the baseline's name. ``--train-steps``, ``--backbone`` and its options are for the methods
+    asked for; an added baseline keeps its own backbone and trains by its preset (or ``--baseline-train-steps``),
+    so a shortened run never weakens the baseline it is compared with."""
     from fewshot.backbones.pretrained import PACKAGED
     from fewshot.data import list_datasets
     from fewshot.methods import method_class
-    from fewshot.results.leaderboard import summary_markdown
-    from fewshot.results.records import save_record
-    from fewshot.runner import CellSpec, Runner
+    from fewshot.runner import CellSpec
 
-    args = build_parser().parse_args(argv)
     methods = _split_names(args.method)
     baseline = None if args.baseline.lower() == "none" else args.baseline
     check_methods(methods)
@@ -210,9 +214,8 @@ def bench_main(argv: Sequence[str]) -> int:
         raise UsageError(f"--dataset {args.dataset}: neither a registered dataset ({', '.join(list_datasets())}) "
                          f"nor a folder of class folders")
     check_backbone(args.backbone)
-    check_device(args.device)
-    check_input_dir(args.data_root, "--data-root")
     extra_options = dict(_key_value(o) for o in args.backbone_option)
+
     def uses_weights(name: str) -> bool:
         backbone = (args.backbone if name in chosen else None) or method_class(name).default_backbone
         return bool(args.weights) and backbone in PACKAGED
@@ -222,22 +225,35 @@ def bench_main(argv: Sequence[str]) -> int:
                          "one")
     if args.weights is not None and not Path(args.weights).is_file():
         raise UsageError(f"--weights {args.weights}: no such file")
+
+    def cell(name: str, shots: int) -> CellSpec:
+        mine = name in chosen
+        steps = args.train_steps if mine else args.baseline_train_steps
+        return CellSpec(method=name, dataset=args.dataset, ways=args.ways, shots=shots, queries=args.queries,
+                        episodes=args.episodes, seed=args.seed, train_seed=args.train_seed,
+                        train={"steps": steps} if steps else {}, backbone=args.backbone if mine else None,
+                        backbone_options={**({"weights": args.weights} if uses_weights(name) else {}),
+                                          **(extra_options if mine else {})})
+
+    return [cell(name, shots) for shots in args.shots for name in methods], baseline
+
+
+def bench_main(argv: Sequence[str]) -> int:
+    """The default command: check everything, prepare every cell, then train and evaluate them in turn."""
+    from fewshot.results.leaderboard import summary_markdown
+    from fewshot.results.records import save_record
+    from fewshot.runner import Runner
+
+    args = build_parser().parse_args(argv)
+    specs, baseline = bench_cells(args)
+    check_device(args.device)
+    check_input_dir(args.data_root, "--data-root")
     out = check_writable_dir(args.out, "--out")
     if args.checkpoint_dir is not None:
         check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
-
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
                     checkpoint_seconds=args.checkpoint_seconds)
-    train = {"steps": args.train_steps} if args.train_steps else {}
-    specs = [CellSpec(method=name, dataset=args.dataset, ways=args.ways, shots=shots, queries=args.queries,
-                      episodes=args.episodes, seed=args.seed, train_seed=args.train_seed, train=dict(train),
-                      # --backbone and its options are for the methods asked for; an added baseline keeps its
-                      # own backbone (pre-training on a large pretrained one would take hours).
-                      backbone=args.backbone if name in chosen else None,
-                      backbone_options={**({"weights": args.weights} if uses_weights(name) else {}),
-                                        **(extra_options if name in chosen else {})})
-             for shots in args.shots for name in methods]
     cells = [runner.prepare(spec) for spec in specs]     # data, episodes, builds: every check before training
     records = []
     start = time.perf_counter()

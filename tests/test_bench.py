@@ -19,7 +19,8 @@ def load_test_blobs(split, root, **options):
 
 
 def run(tmp_path, *extra):
-    return main(["--dataset", "test-blobs", "--train-steps", "3", "--episodes", "12", "--queries", "3",
+    return main(["--dataset", "test-blobs", "--train-steps", "3", "--baseline-train-steps", "3",
+                 "--episodes", "12", "--queries", "3",
                  "--out", str(tmp_path / "runs"), "--checkpoint-dir", str(tmp_path / "ckpt"), "--quiet",
                  "--backbone", "conv4", *extra])
 
@@ -54,6 +55,21 @@ def test_bench_errors_are_clear(tmp_path, capsys):
     assert run(tmp_path, "--method", "protonet", "--shots", "10") == 1
     assert "10 shots + 3 queries need 13 examples per class" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.tmp"))
+
+
+def test_train_steps_shorten_the_methods_not_the_baseline():
+    from fewshot.cli import bench_cells, build_parser
+
+    def plan(*extra):
+        specs, baseline = bench_cells(build_parser().parse_args(["--method", "protonet", *extra]))
+        return baseline, [(s.method, s.train, s.backbone) for s in specs]
+
+    assert plan("--train-steps", "7", "--backbone", "resnet12") == \
+        ("finetune", [("protonet", {"steps": 7}, "resnet12"), ("finetune", {}, None)])
+    assert plan("--train-steps", "7", "--baseline-train-steps", "9")[1][1] == ("finetune", {"steps": 9}, None)
+    # A baseline asked for as a method is one of the methods: it gets their settings.
+    assert plan("finetune", "--train-steps", "7")[1] == [("protonet", {"steps": 7}, None),
+                                                        ("finetune", {"steps": 7}, None)]
 
 
 def test_list_subcommand(capsys):
