@@ -111,6 +111,12 @@ class FewShotMethod(nn.Module):
         """The training schedule for ``dataset``; ``None`` takes the suite's preset for :attr:`train_kind`."""
         return None
 
+    def pretraining_head(self, features: int, classes: int) -> nn.Module:
+        """The classifier supervised pre-training puts on the backbone (and drops afterwards): linear by default.
+        A method that changes it also changes :meth:`train_identity`, so it does not share the linear one's
+        checkpoint."""
+        return nn.Linear(features, classes)
+
     def train_loop(self, dataset: "ClassDataset", config: TrainConfig, session: "TrainSession") -> float:
         """Train on ``dataset`` (``train_kind = TrainKind.CUSTOM`` only); returns the last loss.
 

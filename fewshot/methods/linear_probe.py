@@ -144,3 +144,13 @@ class LinearProbe(FewShotMethod):
         weight, bias, _ = fit_logistic_regression(support, support_labels, ways, cfg.C, cfg.fit_intercept,
                                                   cfg.max_iter, cfg.tol)
         return query @ weight.transpose(1, 2) + bias.unsqueeze(1)
+
+
+@register_method("rfs")
+class RFSimple(LinearProbe):
+    """Tian et al. 2020's RFS-simple: the suite's supervised pre-training (shared with the Baseline), then the
+    logistic-regression probe on L2-normalised features of that backbone."""
+
+    paper = "Tian et al. 2020, Rethinking Few-Shot Image Classification: a Good Embedding Is All You Need? (simple)"
+    train_kind = TrainKind.SUPERVISED
+    default_backbone = "conv4"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from fewshot.core.atomic import atomic_torch_save as atomic_save, remove_orphans
 from fewshot.core.errors import DataError, UsageError, UserError
@@ -153,7 +152,7 @@ def train_supervised(method: FewShotMethod, dataset: ClassDataset, config: Train
     """Pre-train the backbone with cross-entropy over all base classes (a linear head dropped afterwards)."""
     device, seed = session.device, session.seed
     backbone = method.backbone
-    head = nn.Linear(int(backbone.out_features), dataset.num_classes).to(device)
+    head = method.pretraining_head(int(backbone.out_features), dataset.num_classes).to(device)
     method.train()
     opt, sched = make_optimizer(list(backbone.parameters()) + list(head.parameters()), config)
     modules = {"model": method, "head": head, "optimizer": opt, "scheduler": sched}
