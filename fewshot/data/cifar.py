@@ -24,11 +24,11 @@ import torch
 
 from fewshot.core.cache import DataCache
 from fewshot.core.errors import DataError, UsageError
-from fewshot.core.hashing import sha256_file
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.download import ChecksumError, ensure_files
 from fewshot.data.errors import damaged
 from fewshot.data.registry import register_dataset
+from fewshot.data.sources import digest
 from fewshot.data.splits import read_split, split_path
 
 __all__ = ["ARCHIVE", "SHA256", "load_cifar_fs", "load_fc100", "locate_cifar100", "read_cifar100"]
@@ -41,7 +41,6 @@ SUBFOLDERS = ("cifar100", "cifar-100", "CIFAR100", "")
 SPLITS = ("train", "val", "test", "trainval")
 CACHE = DataCache("cifar100", 1)
 _ADVICE = "it is truncated, corrupt or not the CIFAR-100 python version: replace it with a good copy"
-_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def locate_cifar100(root: str | os.PathLike, download: bool = True) -> Path:
@@ -55,14 +54,6 @@ def locate_cifar100(root: str | os.PathLike, download: bool = True) -> Path:
             return base / ARCHIVE
     hint = (f"(or put its extracted {FOLDER}/ folder there; the data root is --data-root or $FEWSHOT_DATA)")
     return ensure_files(root / "cifar100", {ARCHIVE: (URL, SHA256)}, download=download, hint=hint)[ARCHIVE]
-
-
-def _digest(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(path)
-    return _DIGESTS[key]
 
 
 def _unpickle(fh, where: Path, member: str) -> dict:
@@ -133,11 +124,11 @@ def read_cifar100(root: str | os.PathLike, download: bool = True) -> dict[str, A
         identity = {"folder": [(name, str((source / name).resolve()), (source / name).stat().st_size,
                                 (source / name).stat().st_mtime_ns) for name in ("train", "test", "meta")]}
     else:
-        digest = _digest(source)
-        if digest != SHA256:
-            raise ChecksumError(f"{source}: sha256 is {digest}, expected {SHA256} (the published archive); it is "
+        digest_ = digest(source)
+        if digest_ != SHA256:
+            raise ChecksumError(f"{source}: sha256 is {digest_}, expected {SHA256} (the published archive); it is "
                                 f"corrupt or a different version: delete it and fetch it again from {URL}")
-        identity = {"archive_sha256": digest}
+        identity = {"archive_sha256": digest_}
     arrays = CACHE.get(CACHE.key(identity), lambda: _decode(source), label="cifar-100")
     out: dict[str, Any] = dict(arrays)
     out["fine_names"] = arrays["fine_names"].tolist()
