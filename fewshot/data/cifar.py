@@ -124,11 +124,11 @@ def read_cifar100(root: str | os.PathLike, download: bool = True) -> dict[str, A
         identity = {"folder": [(name, str((source / name).resolve()), (source / name).stat().st_size,
                                 (source / name).stat().st_mtime_ns) for name in ("train", "test", "meta")]}
     else:
-        digest_ = digest(source)
-        if digest_ != SHA256:
-            raise ChecksumError(f"{source}: sha256 is {digest_}, expected {SHA256} (the published archive); it is "
+        actual = digest(source)
+        if actual != SHA256:
+            raise ChecksumError(f"{source}: sha256 is {actual}, expected {SHA256} (the published archive); it is "
                                 f"corrupt or a different version: delete it and fetch it again from {URL}")
-        identity = {"archive_sha256": digest_}
+        identity = {"archive_sha256": actual}
     arrays = CACHE.get(CACHE.key(identity), lambda: _decode(source), label="cifar-100")
     out: dict[str, Any] = dict(arrays)
     out["fine_names"] = arrays["fine_names"].tolist()
