@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="method name(s), space- or comma-separated (see 'list')")
     parser.add_argument("--dataset", default="synthetic",
                         help="a registered dataset or a folder with one sub-folder of images per class")
+    parser.add_argument("--train-dataset", default=None,
+                        help="learn on this dataset and test on --dataset (default: --dataset itself)")
     parser.add_argument("--ways", type=_number(int, 2, "a whole number"), default=5)
     parser.add_argument("--shots", type=positive_int, nargs="+", default=[5], help="one or more shot counts")
     parser.add_argument("--queries", type=positive_int, default=15, help="query examples per class")
@@ -210,9 +212,10 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
     chosen = list(methods)
     if baseline and baseline not in methods:
         methods.append(baseline)
-    if args.dataset not in list_datasets() and not Path(args.dataset).is_dir():
-        raise UsageError(f"--dataset {args.dataset}: neither a registered dataset ({', '.join(list_datasets())}) "
-                         f"nor a folder of class folders")
+    for option, name in (("--dataset", args.dataset), ("--train-dataset", args.train_dataset)):
+        if name is not None and name not in list_datasets() and not Path(name).is_dir():
+            raise UsageError(f"{option} {name}: neither a registered dataset ({', '.join(list_datasets())}) nor a "
+                             f"folder of class folders")
     check_backbone(args.backbone)
     extra_options = dict(_key_value(o) for o in args.backbone_option)
 
@@ -229,7 +232,7 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
     def cell(name: str, shots: int) -> CellSpec:
         mine = name in chosen
         steps = args.train_steps if mine else args.baseline_train_steps
-        return CellSpec(method=name, dataset=args.dataset, ways=args.ways, shots=shots, queries=args.queries,
+        return CellSpec(method=name, dataset=args.dataset, train_dataset=args.train_dataset, ways=args.ways, shots=shots, queries=args.queries,
                         episodes=args.episodes, seed=args.seed, train_seed=args.train_seed,
                         train={"steps": steps} if steps else {}, backbone=args.backbone if mine else None,
                         backbone_options={**({"weights": args.weights} if uses_weights(name) else {}),
@@ -260,7 +263,8 @@ def bench_main(argv: Sequence[str]) -> int:
     for cell in cells:
         spec = cell.spec
         if not args.quiet:
-            print(f"[{spec.method}] {spec.dataset} {spec.ways}-way {spec.shots}-shot ...", file=sys.stderr)
+            where = f"{spec.train_dataset} -> {spec.dataset}" if spec.train_dataset else spec.dataset
+            print(f"[{spec.method}] {where} {spec.ways}-way {spec.shots}-shot ...", file=sys.stderr)
         record = runner.run(cell)
         save_record(record, out)
         records.append(record)

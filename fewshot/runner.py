@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fewshot.backbones import create_backbone
+from fewshot.backbones import accepts_any_image_format, create_backbone, pretrained_on
 from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
@@ -49,6 +49,17 @@ class CellSpec:
     # A registered fixed episode set (fewshot.data.fixed, e.g. "omniglot-runs"): the cell is scored on exactly
     # those episodes and their images instead of episodes sampled from `dataset`, which is then only learned from.
     fixed_episodes: str | None = None
+    # Learn on this dataset (its `train_split`) and test on `dataset`: a cross-domain cell. None: `dataset` itself.
+    train_dataset: str | None = None
+    train_dataset_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The dataset the cell learns from."""
+        return self.train_dataset or self.dataset
+
+    def source_options(self) -> dict[str, Any]:
+        return self.train_dataset_options if self.train_dataset else self.dataset_options
 
     def fingerprint(self) -> str:
         """A hash of the configuration: every field that differs from its default (so a field added later, with a
@@ -70,6 +81,8 @@ class PreparedCell:
     method: FewShotMethod
     config: TrainConfig
     trains: bool
+    #: How the target's images were brought to the backbone's format (None: they already had it).
+    conversion: dict[str, Any] | None = None
 
 
 class Runner:
@@ -129,12 +142,12 @@ class Runner:
 
     def method_options(self, spec: CellSpec) -> dict[str, Any]:
         """The method's per-dataset preset options (its ``method_preset``), overridden by the spec's."""
-        preset = method_class(spec.method).method_preset(spec.dataset, spec.ways, spec.shots)
+        preset = method_class(spec.method).method_preset(spec.source, spec.ways, spec.shots)
         base = dataclasses.asdict(preset) if dataclasses.is_dataclass(preset) else {}
         return {**base, **spec.method_options}
 
     def train_config(self, spec: CellSpec, method: FewShotMethod, train_set: ClassDataset) -> TrainConfig:
-        config = train_preset(type(method), spec.dataset, spec.ways, spec.shots, train_set)
+        config = train_preset(type(method), spec.source, spec.ways, spec.shots, train_set)
         unknown = set(spec.train) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
             raise UsageError(f"unknown training key(s) {sorted(unknown)}; TrainConfig has "
@@ -154,7 +167,7 @@ class Runner:
             test_set, episodes = self.test_data(spec)
             # A method that does not train never needs the training split (it is built for the test images' shape).
             trains = method_class(spec.method).train_kind != TrainKind.NONE
-            train_set = self.dataset(spec.dataset, spec.train_split, spec.dataset_options) if trains else test_set
+            train_set = self.dataset(spec.source, spec.train_split, spec.source_options()) if trains else test_set
         except UserError:
             raise
         except (ValueError, TypeError, KeyError) as error:  # a setting the data cannot meet, or a bad dataset option
@@ -168,7 +181,14 @@ class Runner:
             raise UsageError(f"{context}, backbone {backbone} {spec.backbone_options or ''}: {_message(error)}; "
                              f"check the backbone and method options") from None
         config = self.train_config(spec, method, train_set)
-        return PreparedCell(spec, test_set, episodes, train_set, method, config, trains)
+        conversion = None
+        if trains and test_set is not train_set and not accepts_any_image_format(method.backbone):
+            # The backbone is built for the source's images: bring the target's to that format, recorded.
+            from fewshot.data.convert import image_format, match_format
+
+            if test_set.is_images and image_format(test_set) != image_format(train_set):
+                test_set, conversion = match_format(test_set, train_set)
+        return PreparedCell(spec, test_set, episodes, train_set, method, config, trains, conversion)
 
     def run(self, spec: CellSpec | PreparedCell) -> RunRecord:
         """Train (or reuse) and evaluate one cell; returns its record (not yet saved)."""
@@ -192,13 +212,24 @@ class Runner:
                     "backbone_identity": getattr(method.backbone, "feature_cache_identity", None),
                     "train": dataclasses.asdict(config) if trains else {},
                     "dataset_options": spec.dataset_options, "train_split": spec.train_split,
-                    "train_dataset": spec.dataset, "fixed_episodes": fixed},
+                    "train_dataset": learned_from(spec, method, trains), "fixed_episodes": fixed,
+                    **({"cross_domain": True} if spec.train_dataset else {}),
+                    **({"train_dataset_options": spec.train_dataset_options} if spec.train_dataset_options else {}),
+                    **({"target_conversion": cell.conversion} if cell.conversion else {})},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
                    "curve": report.curve, "warnings": report.warnings},
             environment={**environment(str(self.device)), **result.timings},
             created=now(), fingerprint=spec.fingerprint(),
         )
+
+
+def learned_from(spec: CellSpec, method: FewShotMethod, trains: bool) -> str:
+    """What a cell's method learned from: its training dataset, or, in a cross-domain cell whose method does not
+    train, the source of its backbone's features (a pretrained backbone counts as a source of its own)."""
+    if trains or not spec.train_dataset:
+        return spec.source
+    return pretrained_on(method.backbone) or "nothing (untrained backbone)"
 
 
 def _message(error: Exception) -> str:

@@ -238,7 +238,7 @@ def no_running(monkeypatch):
     (('train = { steps = 2, batch_size = 16 }', 'train = { steps = 2, batch_sise = 16 }'),
      r"methods\[1\]\.train: unknown training key\(s\) \['batch_sise'\]; TrainConfig has \["),
     (('method = "mhd"', 'method = "mhdd"'),
-     r"methods\[2\]\.method: unknown method 'mhdd'\. Did you mean 'mhd'\? Known: anil, finetune"),
+     r"methods\[2\]\.method: unknown method 'mhdd'\. Did you mean 'mhd'\? Known: anil, baseline\+\+, finetune"),
     (('[[methods]]\nmethod = "mhd"', '[[methods]]\nmethod = "mhd"\nmethod_options = { treshold = 0.5 }'),
      r"methods\[2\]\.method_options: method 'mhd' has no option\(s\) \['treshold'\]; its options are \["),
     (('backbone = "conv4"\nbackbone_options = { hidden = 8 }\ntrain = { steps = 2, batch_size',

@@ -61,4 +61,15 @@ def _import_builtin() -> None:
         pass
 
 
-__all__ = ["BACKBONES", "BackboneFactory", "create_backbone", "feature_size", "list_backbones", "register_backbone"]
+def accepts_any_image_format(backbone: nn.Module) -> bool:
+    """True for a backbone that brings images of any size and 1 or 3 channels to its input itself (the
+    pretrained ones: their ``any_image_format`` attribute); others take the format they were built for."""
+    return bool(getattr(backbone, "any_image_format", False))
+
+
+def pretrained_on(backbone: nn.Module) -> str | None:
+    """Where a pretrained backbone's features were learned (its ``pretrained_on``), else None."""
+    return getattr(backbone, "pretrained_on", None)
+
+
+__all__ = ["accepts_any_image_format", "pretrained_on", "BACKBONES", "BackboneFactory", "create_backbone", "feature_size", "list_backbones", "register_backbone"]

@@ -80,8 +80,11 @@ class PretrainedBackbone(nn.Module):
 
     Features are the classifier's input (pooled, ``pre_logits``); :meth:`classify` runs the full head (ImageNet
     logits). Frozen by default: parameters need no gradients and the model stays in eval mode, so its features
-    can be cached (``feature_cache_identity``); ``frozen=False`` makes it trainable and uncached.
+    can be cached (``feature_cache_identity``); ``frozen=False`` makes it trainable and uncached. It takes images of
+    any size and 1 or 3 channels (``any_image_format``): its preprocessing brings them to the model's input.
     """
+
+    any_image_format = True
 
     def __init__(self, model: nn.Module, preprocess: Preprocess, identity: dict[str, Any] | None,
                  frozen: bool = True) -> None:
@@ -90,6 +93,8 @@ class PretrainedBackbone(nn.Module):
         self.preprocess_config = preprocess
         self.out_features: int = int(model.num_features)
         self.frozen = frozen
+        #: Where its features were learned: a source of its own in a transfer table.
+        self.pretrained_on = "imagenet-1k" + (f" ({identity['architecture']})" if identity else "")
         # None for a trainable backbone: its features change with its weights and must not be cached.
         self.feature_cache_identity: dict[str, Any] | None = (
             {**identity, "preprocess": dataclasses.asdict(preprocess)} if frozen and identity is not None else None)

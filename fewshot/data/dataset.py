@@ -27,6 +27,9 @@ class ClassDataset:
     groups: Tensor | None = None
     group_names: list[str] | None = None
     _fingerprint: str | None = field(default=None, repr=False)
+    #: The fingerprint of the dataset this one is a format conversion of (same rows, labels and classes, images
+    #: resized or recoloured by :mod:`fewshot.data.convert`): episodes drawn from that one are episodes of this one.
+    converted_from: str | None = None
 
     def __post_init__(self) -> None:
         self.data = torch.as_tensor(self.data)
@@ -78,8 +81,12 @@ class ClassDataset:
     def to(self, device: torch.device | str) -> "ClassDataset":
         """The same dataset with its data on ``device`` (the class index stays on the CPU for sampling)."""
         moved = ClassDataset(self.data.to(device), self.labels, self.class_names, self.name, self.groups,
-                             self.group_names, self._fingerprint)
+                             self.group_names, self._fingerprint, self.converted_from)
         return moved
+
+    def holds_episodes_of(self, fingerprint: str) -> bool:
+        """True when episodes drawn from the dataset with ``fingerprint`` are episodes of this one."""
+        return fingerprint in (self.fingerprint(), self.converted_from)
 
     def fingerprint(self) -> str:
         """A sha256 of the name, labels and data: two datasets with equal fingerprints hold the same examples."""

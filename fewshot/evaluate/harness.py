@@ -46,7 +46,7 @@ def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet,
     batch of episodes is classified from those features. Other methods receive images, a batch of episodes at a
     time, and may adapt with gradients (the harness does not turn them off).
     """
-    if episodes.dataset_fingerprint != dataset.fingerprint():
+    if not dataset.holds_episodes_of(episodes.dataset_fingerprint):
         raise ValueError("these episodes were drawn from another dataset (fingerprints differ)")
     device = resolve_device(device)
     method.to(device).eval()

@@ -122,6 +122,8 @@ class MethodInfo(_JsonPart):
     dataset_options: dict[str, Any] = field(default_factory=dict)
     train_split: str | None = None
     train_dataset: str | None = None                             # learned from (the test dataset unless it says)
+    # True for a cell that learned elsewhere than it is tested ("source -> target" in tables); absent otherwise.
+    cross_domain: bool | None = field(default=None, metadata={"omit_none": True})
     fixed_episodes: str | None = None
     reproduce: ReproduceInfo | None = field(default=None, metadata={"omit_none": True})
     extra: dict[str, Any] = field(default_factory=dict)          # e.g. backbone_identity of pretrained backbones
