@@ -17,8 +17,8 @@ A spec file::
     dataset = "omniglot"; queries = 15; episodes = 1000
 
     [[settings]]                         # one column of the paper's table
-    id = "5w1s"; ways = 5; shots = 1     # also: label, dataset, train_split, test_split, fixed_episodes, seed,
-                                         # dataset_options
+    id = "5w1s"; ways = 5; shots = 1     # also: label, dataset, test_dataset (learn on dataset, test on this),
+                                         # train_split, test_split, fixed_episodes, seed, dataset_options
     [[methods]]                          # one of our methods (a row of our table)
     method = "protonet"; paper_row = "Prototypical Networks"
     train = { steps = 20000, ways = 60 } # the paper's schedule, over the method's preset TrainConfig
@@ -66,7 +66,8 @@ class SettingSpec:
     ways: int
     shots: int
     label: str = ""
-    dataset: str = "synthetic"            # learned from; also tested on unless `fixed_episodes`
+    dataset: str = "synthetic"            # learned from; also tested on unless `test_dataset` or `fixed_episodes`
+    test_dataset: str | None = None       # a cross-domain column: learn on `dataset`, test on this one
     train_split: str = "train"
     test_split: str = "test"
     queries: int = 15
@@ -177,7 +178,9 @@ class BenchmarkSpec:
                     overrides["episodes"] = {"used": episodes, "spec": setting.episodes}
                     n_episodes = int(episodes)
                 spec = CellSpec(
-                    method=m.method, dataset=setting.dataset, ways=setting.ways, shots=setting.shots,
+                    method=m.method, dataset=setting.test_dataset or setting.dataset,
+                    train_dataset=setting.dataset if setting.test_dataset else None,
+                    ways=setting.ways, shots=setting.shots,
                     queries=setting.queries, episodes=n_episodes, seed=setting.seed, train_seed=m.train_seed,
                     backbone=extra.get("backbone", m.backbone),
                     backbone_options={**m.backbone_options, **extra.get("backbone_options", {})},
@@ -422,6 +425,8 @@ def load_spec(path: str | os.PathLike) -> BenchmarkSpec:
                 raise SpecError(f"{at}: missing {key!r}")
         setting = SettingSpec(**merged)
         _check_dataset(f"{at}.dataset", setting.dataset)
+        if setting.test_dataset:
+            _check_dataset(f"{at}.test_dataset", setting.test_dataset)
         if setting.fixed_episodes:
             check_fixed_episodes(f"{at}.fixed_episodes", setting.fixed_episodes)
         for key in ("ways", "shots", "queries", "episodes"):
