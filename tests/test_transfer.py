@@ -58,3 +58,17 @@ def test_source_to_target_cell(tmp_path, capsys):
 def test_unknown_train_dataset_is_a_usage_error(tmp_path, capsys):
     assert run(tmp_path, "--train-dataset", "nosuch", "--dataset", "tiny-blobs") == 2
     assert capsys.readouterr().err.startswith("error: --train-dataset nosuch: neither a registered dataset")
+
+
+def test_cross_domain_spec_columns_name_source_and_target():
+    from fewshot.reproduce.specs import load_spec, resolve_spec_path
+
+    spec = load_spec(resolve_spec_path("crossdomain-omniglot", Path(__file__).parents[1] / "benchmarks"))
+    cells = {c.id: c.spec for c in spec.cells()}
+    assert (cells["syn-omni-1s/ProtoNet"].train_dataset, cells["syn-omni-1s/ProtoNet"].dataset) == \
+        ("synthetic", "omniglot")
+    assert cells["omni-omni-5s/ProtoNet"].train_dataset is None and cells["omni-omni-5s/ProtoNet"].source == "omniglot"
+    assert cells["omni-fmnist-1s/finetune"].dataset == "fashion-mnist"
+    # In domain and towards Fashion-MNIST, a method trains on Omniglot the same way: one checkpoint, two targets.
+    assert {k: v for k, v in vars(cells["omni-omni-1s/ANIL"]).items() if k not in ("dataset", "train_dataset")} == \
+        {k: v for k, v in vars(cells["omni-fmnist-1s/ANIL"]).items() if k not in ("dataset", "train_dataset")}
