@@ -54,4 +54,4 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, *
 
 def _import_builtin_loaders() -> None:
     # Imported lazily so that `import fewshot` stays quick and loaders may import heavy modules.
-    from fewshot.data import folder, miniimagenet, omniglot, synthetic  # noqa: F401
+    from fewshot.data import folder, miniimagenet, omniglot, synthetic, text  # noqa: F401
