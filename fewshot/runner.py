@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from fewshot.backbones import accepts_any_image_format, create_backbone, pretrained_on
+from fewshot.backbones.text_encoders import check_tokenizer, text_backbone
 from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
@@ -130,14 +131,17 @@ class Runner:
 
     def build(self, spec: CellSpec, train_set: ClassDataset) -> FewShotMethod:
         cls = method_class(spec.method)
-        backbone_name = spec.backbone or cls.default_backbone
+        backbone_name, options = spec.backbone or cls.default_backbone, dict(spec.backbone_options)
+        text = text_backbone(train_set)
+        if text is not None and spec.backbone is None:  # token ids: the dataset's encoder, whatever the default
+            backbone_name, options = text[0], {**text[1], **options}
         in_channels = train_set.data.shape[1] if train_set.is_images else 0
         image_size = train_set.data.shape[-1] if train_set.is_images else 0
         # Initialisation is part of training: seed it so that a checkpoint's key describes its weights.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.train_seed)
-            backbone = create_backbone(backbone_name, in_channels=in_channels, image_size=image_size,
-                                       **spec.backbone_options)
+            backbone = create_backbone(backbone_name, in_channels=in_channels, image_size=image_size, **options)
+            check_tokenizer(backbone, train_set)
             return create_method(spec.method, backbone, **self.method_options(spec))
 
     def method_options(self, spec: CellSpec) -> dict[str, Any]:

@@ -4,6 +4,8 @@
 Names: ``conv4``, ``resnet12``, ``timm:<model>`` for any timm model (randomly initialised),
 ``pretrained:<model>`` for any timm model with pretrained weights (timm's hub, or ``weights=PATH``), and the
 offline pretrained backbones of :mod:`fewshot.backbones.pretrained` (``efficientnet_lite0``, ``mobilenet_v2``).
+Text: the sentence encoders of :mod:`fewshot.backbones.text_encoders` (``minilm``, ``sentence-encoder``) map token
+ids ``[N, L]`` of a text dataset to ``[N, D]``.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def feature_size(model: nn.Module, in_channels: int, image_size: int) -> int:
 
 
 def _import_builtin() -> None:
-    from fewshot.backbones import conv4, resnet12  # noqa: F401
+    from fewshot.backbones import conv4, resnet12, text_encoders  # noqa: F401
     try:
         from fewshot.backbones import pretrained  # noqa: F401
     except ImportError:  # pragma: no cover - the pretrained module is optional while it is being written

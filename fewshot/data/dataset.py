@@ -1,4 +1,4 @@
-"""ClassDataset: the examples of one split (images or features) with a per-class index."""
+"""ClassDataset: the examples of one split (images, features or token ids) with a per-class index."""
 from __future__ import annotations
 
 import hashlib
@@ -9,15 +9,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+_TOKEN_DTYPES = (torch.int64, torch.int32)
+
 
 @dataclass(eq=False)
 class ClassDataset:
     """All examples of one split, held as one tensor, plus which rows belong to which class.
 
-    ``data`` is ``[N, C, H, W]`` uint8 images (scaled to [0, 1] floats by :meth:`gather`) or ``[N, D]`` float
-    features. ``labels[i]`` is the class of row ``i`` in ``0..num_classes-1``. ``groups`` optionally gives each
-    class a group (an Omniglot alphabet, say) for within-group episodes. Move it to a GPU with :meth:`to` and
-    episodes gather their examples there in one step.
+    ``data`` is ``[N, C, H, W]`` uint8 images (scaled to [0, 1] floats by :meth:`gather`), ``[N, D]`` float
+    features, or ``[N, L]`` int64 token ids of texts (``-1`` after each text's last token, see
+    :mod:`fewshot.data.text`; kept as integers by :meth:`gather`), whose ``tokenizer`` says who made them
+    (``{"encoder": ..., "sha256": ...}``; a backbone reading them must match it). ``labels[i]`` is the class of row
+    ``i`` in ``0..num_classes-1``. ``groups`` optionally gives each class a group (an Omniglot alphabet, say) for
+    within-group episodes. Move it to a GPU with :meth:`to` and episodes gather their examples there in one step.
     """
 
     data: Tensor
@@ -30,6 +34,7 @@ class ClassDataset:
     #: The fingerprint of the dataset this one is a format conversion of (same rows, labels and classes, images
     #: resized or recoloured by :mod:`fewshot.data.convert`): episodes drawn from that one are episodes of this one.
     converted_from: str | None = None
+    tokenizer: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.data = torch.as_tensor(self.data)
@@ -64,6 +69,11 @@ class ClassDataset:
         return self.data.dim() == 4
 
     @property
+    def is_tokens(self) -> bool:
+        """True for token ids ``[N, L]`` (integers, not images)."""
+        return self.data.dim() == 2 and self.data.dtype in _TOKEN_DTYPES
+
+    @property
     def device(self) -> torch.device:
         return self.data.device
 
@@ -71,17 +81,20 @@ class ClassDataset:
         return self.data.shape[0]
 
     def gather(self, index: Tensor, device: torch.device | str | None = None) -> Tensor:
-        """Rows ``index`` (any shape) as float tensors ``[*index.shape, ...]`` on ``device``, in one step."""
+        """Rows ``index`` (any shape) as tensors ``[*index.shape, ...]`` on ``device``, in one step: images and
+        features as floats, token ids as the integers they are."""
         device = torch.device(device) if device is not None else self.data.device
         rows = self.data[index.to(self.data.device)].to(device, non_blocking=True)
         if rows.dtype == torch.uint8:
             return rows.float().div_(255.0)
+        if rows.dtype in _TOKEN_DTYPES:
+            return rows  # token ids index an embedding table: they stay integers
         return rows.float()
 
     def to(self, device: torch.device | str) -> "ClassDataset":
         """The same dataset with its data on ``device`` (the class index stays on the CPU for sampling)."""
         moved = ClassDataset(self.data.to(device), self.labels, self.class_names, self.name, self.groups,
-                             self.group_names, self._fingerprint, self.converted_from)
+                             self.group_names, self._fingerprint, self.converted_from, tokenizer=self.tokenizer)
         return moved
 
     def holds_episodes_of(self, fingerprint: str) -> bool:
@@ -114,6 +127,7 @@ class ClassDataset:
             name or self.name,
             self.groups[classes] if self.groups is not None else None,
             self.group_names,
+            tokenizer=self.tokenizer,
         )
 
     @classmethod

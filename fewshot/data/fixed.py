@@ -1,6 +1,7 @@
-"""Fixed episode sets: published tasks whose test images and episodes are given, not sampled (Lake et al.'s 20
-one-shot runs, say). A loader returns the test :class:`ClassDataset` and the :class:`EpisodeSet` on it; a cell
-(:class:`fewshot.runner.CellSpec`) names one with ``fixed_episodes`` and is then scored on exactly those episodes.
+"""Fixed episode sets: published tasks whose test examples and episodes are given, not sampled (Lake et al.'s 20
+one-shot runs; the published 5- and 10-shot intent splits, ``banking77-5shot`` ... ``hwu64-10shot``). A loader
+returns the test :class:`ClassDataset` and the :class:`EpisodeSet` on it; a cell (:class:`fewshot.runner.CellSpec`)
+names one with ``fixed_episodes`` and is then scored on exactly those episodes.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fewshot.core.registry import Registry
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.episodes import EpisodeSet
 from fewshot.data.registry import resolve_data_root
+from fewshot.data.text.encoders import DEFAULT_ENCODER
 
 FixedLoader = Callable[..., tuple[ClassDataset, EpisodeSet]]
 FIXED_EPISODES: Registry[FixedLoader] = Registry("fixed episode set")
@@ -38,3 +40,20 @@ def _omniglot_runs(root: Path, *, image_size: int = 28, download: bool = True) -
     from fewshot.data.omniglot import load_omniglot_runs
 
     return load_omniglot_runs(root, image_size, download=download)
+
+
+def _intent_loader(dataset: str, shots: int) -> FixedLoader:
+    def load(root: Path, *, encoder: str = DEFAULT_ENCODER) -> tuple[ClassDataset, EpisodeSet]:
+        from fewshot.data.text.intent_fewshot import load_intent_episodes
+
+        return load_intent_episodes(root, dataset, shots, encoder=encoder)
+
+    load.__name__ = f"_{dataset}_{shots}shot"
+    load.__doc__ = (f"The published {shots}-shot intent protocol on {dataset}: train_{shots} of every intent as "
+                    f"the support, the whole test split as queries (one all-way episode; intent_fewshot/).")
+    return load
+
+
+for _dataset in ("banking77", "clinc150", "hwu64"):
+    for _shots in (5, 10):
+        register_fixed_episodes(f"{_dataset}-{_shots}shot")(_intent_loader(_dataset, _shots))

@@ -55,4 +55,4 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, *
 def _import_builtin_loaders() -> None:
     # Imported lazily so that `import fewshot` stays quick and loaders may import heavy modules.
     from fewshot.data import (bscdfsl, cifar, cub, digits, fashion_mnist, folder, gtsrb,  # noqa: F401
-                              meta_dataset_sources, miniimagenet, omniglot, synthetic, tiered_imagenet)
+                              meta_dataset_sources, miniimagenet, omniglot, synthetic, text, tiered_imagenet)

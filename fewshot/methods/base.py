@@ -127,9 +127,11 @@ class FewShotMethod(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has train_kind {self.train_kind} and no train_loop()")
 
     def embed(self, images: Tensor) -> Tensor:
-        """Features ``[..., D]`` of images ``[..., C, H, W]``, all leading dimensions flattened into one batch."""
-        lead = images.shape[:-3]
-        features = self.backbone(images.reshape(-1, *images.shape[-3:]))
+        """Features ``[..., D]`` of images ``[..., C, H, W]`` (or token ids ``[..., L]``, integers), all leading
+        dimensions flattened into one batch."""
+        dims = 3 if images.is_floating_point() else 1
+        lead = images.shape[:-dims]
+        features = self.backbone(images.reshape(-1, *images.shape[-dims:]))
         return features.reshape(*lead, -1)
 
     def forward(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:

