@@ -96,3 +96,31 @@ def test_killed_training_resumes_bit_identical(method, signame, tmp_path, uninte
     for name, tensor in weights.items():
         assert torch.equal(tensor, reference_weights[name]), name
     assert not list(checkpoints.glob("*.partial.pt")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_training_whose_loss_does_not_fall_is_flagged():
+    from fewshot.train.session import loss_warnings
+
+    assert loss_warnings([2.0 - 0.01 * i for i in range(100)]) == []
+    (warning,) = loss_warnings([1.6] * 100)
+    assert warning.startswith("training loss did not fall: 1.600 over the first 10 steps, 1.600 over the last 10")
+    assert loss_warnings([1.0] * 19) == []          # too short to judge
+
+
+def test_zero_learning_rate_training_is_flagged_in_the_record(tmp_path, capsys, monkeypatch):
+    from fewshot.cli import main
+    from fewshot.results.records import load_records
+    from fewshot.runner import Runner
+
+    args = ["--plugin", str(PLUGIN), "--dataset", "tiny-blobs", "--method", "protonet", "--baseline", "none",
+            "--backbone", "conv4", "--backbone-option", "hidden=8", "--shots", "1", "--queries", "3",
+            "--episodes", "10", "--quiet", "--out", str(tmp_path / "runs"), "--checkpoint-dir", str(tmp_path)]
+    original = Runner.train_config
+    monkeypatch.setattr(Runner, "train_config", lambda self, spec, method, train_set: original(
+        self, spec, method, train_set).replace(lr=0.0, steps=40))     # an optimiser that cannot move
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "warning: [protonet] training loss did not fall" in captured.err
+    assert "(!)" in captured.out and "training loss did not fall" in captured.out
+    (record,) = load_records(tmp_path / "runs")
+    assert record.train.warnings and record.train.warnings[0].startswith("training loss did not fall")
