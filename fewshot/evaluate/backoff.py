@@ -17,12 +17,15 @@ from fewshot.core.progress import progress_bar
 T = TypeVar("T")
 
 
+_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """True for ``torch.cuda.OutOfMemoryError`` (and the other devices' allocation failures, which PyTorch raises
-    as a RuntimeError saying "out of memory")."""
-    if isinstance(error, torch.cuda.OutOfMemoryError):
+    """True for ``torch.OutOfMemoryError`` (``torch.cuda.OutOfMemoryError``) and for a RuntimeError that says the
+    allocation failed: "out of memory" (CUDA, MPS) or the CPU allocator's "can't allocate memory"."""
+    if isinstance(error, torch.OutOfMemoryError):
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _MESSAGES)
 
 
 @dataclass
@@ -53,7 +56,7 @@ def chunked(count: int, size: int, work: Callable[[int, int], T], *, device: tor
             hi = min(lo + report.used, count)
             try:
                 results.append(work(lo, hi))
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+            except RuntimeError as error:          # torch.OutOfMemoryError is one
                 if not is_out_of_memory(error) or report.used == 1:
                     raise
                 _release(device)
