@@ -167,3 +167,39 @@ def test_blocks_of_whole_batches_give_the_single_process_accuracies(setting, nam
     parts = [_evaluate_block(method, dataset, episodes[slice(*shard_bounds(len(episodes), batch, r, world))],
                              torch.device("cpu"), batch, None, False)[0] for r in range(world)]
     assert [a for part in parts for a in part.tolist()] == whole.accuracies.tolist()
+
+
+def test_channels_last_is_used_on_the_cpu_unless_switched_off_and_the_layout_is_given_back(monkeypatch):
+    from fewshot.evaluate.feature_cache import memory_format, prefer_channels_last
+
+    monkeypatch.delenv("FEWSHOT_CHANNELS_LAST", raising=False)
+    assert prefer_channels_last("cpu") and not prefer_channels_last("cuda")
+    monkeypatch.setenv("FEWSHOT_CHANNELS_LAST", "0")
+    assert not prefer_channels_last("cpu")
+    monkeypatch.setenv("FEWSHOT_CHANNELS_LAST", "1")
+    assert prefer_channels_last("cuda")
+    backbone = conv4().eval()
+    convs = [p for p in backbone.parameters() if p.dim() == 4]
+    images = torch.rand(6, 1, 16, 16)
+    with torch.no_grad():
+        reference = backbone(images)
+        with memory_format(backbone, True):
+            assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+            assert not any(p.is_contiguous() for p in convs[1:])      # (one input channel: both layouts at once)
+            inside = backbone(images)
+        with memory_format(backbone, False):
+            assert all(p.is_contiguous() for p in convs)
+    assert all(p.is_contiguous() for p in convs)
+    assert torch.allclose(inside, reference, atol=1e-5, rtol=0)
+
+
+def test_the_harness_records_what_the_cached_path_used(tmp_path, monkeypatch, setting):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path))
+    monkeypatch.delenv("FEWSHOT_FEATURE_CACHE", raising=False)
+    monkeypatch.delenv("FEWSHOT_CHANNELS_LAST", raising=False)
+    dataset, episodes = setting
+    backbone = Frozen()
+    result = evaluate(create_method("simpleshot", backbone), dataset, episodes, device="cpu", progress=False)
+    assert result.used == {"eval_batch_size": 50, "world_size": 1, "eval_batch_used": 50, "embed_batch_size": 4,
+                           "embed_batch_used": 4, "embed_channels_last": True, "oom_retries": 0}
+    assert set(backbone.batches) <= {1, 2, 3, 4} and backbone.batches.count(4) == len(backbone.batches) - 1

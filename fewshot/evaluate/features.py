@@ -3,7 +3,8 @@
 A backbone with a ``feature_cache_identity`` (a frozen pretrained one) goes through the on-disk feature cache
 (:mod:`fewshot.evaluate.feature_cache`), unless the method overrides :meth:`FewShotMethod.embed`. Either way the
 images go through the backbone in chunks of ``batch_size``, halved on an out-of-memory error
-(:mod:`fewshot.evaluate.backoff`).
+(:mod:`fewshot.evaluate.backoff`). The cached path runs the backbone in ``channels_last`` on the CPU
+(:func:`fewshot.evaluate.feature_cache.prefer_channels_last`).
 """
 from __future__ import annotations
 
@@ -19,16 +20,23 @@ from fewshot.methods.base import FewShotMethod
 
 @dataclass
 class Embedded:
-    """Features of the requested rows and the chunking that computed them (None: all came from the cache)."""
+    """Features of the requested rows, the chunking that computed them (None: all came from the cache) and
+    whether they were computed in ``channels_last``."""
 
     features: Tensor
     chunking: Chunking | None
+    channels_last: bool = False
 
 
-def default_batch_size(device: torch.device | str) -> int:
-    """Images per backbone call when none is given."""
-    # This CPU runs Conv-4 at 28x28 at ~1,900 images/s in batches up to ~80 and ~1,200 at 128 and more.
-    return 64 if torch.device(device).type == "cpu" else 512
+def default_batch_size(device: torch.device | str, cached: bool = False) -> int:
+    """Images per backbone call when none is given (``cached``: a frozen pretrained backbone's, whose images are
+    resized to its own input size, 224 px for the named ones)."""
+    if torch.device(device).type != "cpu":
+        return 512      # not measured on a GPU yet
+    # This CPU, one thread: Conv-4 at 28x28 runs at ~1,900 images/s in batches up to ~80 and ~1,200 at 128 and
+    # more; EfficientNet-Lite0 at 224 px in channels_last at 58 images/s in batches of 4, 53 of 8, 38 of 16 and 29
+    # of 64 (benchmarks/perf/embed_throughput.py): small batches stay in the caches.
+    return 4 if cached else 64
 
 
 @torch.no_grad()
@@ -41,14 +49,14 @@ def embed(method: FewShotMethod, dataset: ClassDataset, rows: Tensor, device: to
     added to, the on-disk feature cache.
     """
     method.eval()
-    batch_size = batch_size or default_batch_size(device)
     if cache and type(method).embed is FewShotMethod.embed:
         from fewshot.evaluate import feature_cache
 
         if feature_cache.enabled() and feature_cache.cache_identity(method.backbone) is not None:
-            found = feature_cache.cached_features(method.backbone, dataset, rows, device, batch_size=batch_size,
-                                                  progress=progress)
-            return Embedded(found.features, found.chunking)
+            found = feature_cache.cached_features(method.backbone, dataset, rows, device, progress=progress,
+                                                  batch_size=batch_size or default_batch_size(device, cached=True))
+            return Embedded(found.features, found.chunking, found.channels_last)
+    batch_size = batch_size or default_batch_size(device)
     if not len(rows):
         raise ValueError("no rows to embed")
     chunks, chunking = chunked(len(rows), batch_size,

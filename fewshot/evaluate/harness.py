@@ -92,7 +92,7 @@ def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet,
 def _merge_used(parts: list[tuple[np.ndarray, dict, dict]], batch_size: int) -> dict[str, Any]:
     used: dict[str, Any] = {"eval_batch_size": batch_size, "world_size": len(parts)}
     shares = [p[2] for p in parts if p[2]]
-    for key in ("eval_batch_used", "embed_batch_size", "embed_batch_used"):
+    for key in ("eval_batch_used", "embed_batch_size", "embed_batch_used", "embed_channels_last"):
         values = [s[key] for s in shares if key in s]
         if values:
             used[key] = min(values)
@@ -118,7 +118,8 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
         embedded = embed(method, dataset, rows, device, batch_size=embed_batch_size, progress=progress)
         features = embedded.features
         if embedded.chunking is not None:
-            used.update(embed_batch_size=embedded.chunking.requested, embed_batch_used=embedded.chunking.used)
+            used.update(embed_batch_size=embedded.chunking.requested, embed_batch_used=embedded.chunking.used,
+                        embed_channels_last=embedded.channels_last)
             retries += embedded.chunking.retries
         n_support = episodes.support.numel()
         positions_s = inverse[:n_support].view_as(episodes.support)
