@@ -203,3 +203,45 @@ def test_the_harness_records_what_the_cached_path_used(tmp_path, monkeypatch, se
     assert result.used == {"eval_batch_size": 50, "world_size": 1, "eval_batch_used": 50, "embed_batch_size": 4,
                            "embed_batch_used": 4, "embed_channels_last": True, "oom_retries": 0}
     assert set(backbone.batches) <= {1, 2, 3, 4} and backbone.batches.count(4) == len(backbone.batches) - 1
+
+
+MEMORY_SCRIPT = """
+import json, resource, sys
+import torch
+from fewshot.data import ClassDataset, sample_episodes
+from fewshot.evaluate.harness import evaluate
+from fewshot.methods.protonet import ProtoNet
+
+class FeatureProtoNet(ProtoNet):          # the rows are features already
+    def embed(self, images):
+        return images
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+g = torch.Generator().manual_seed(0)
+data = ClassDataset(torch.randn(8000, 64, generator=g), torch.arange(400).repeat_interleave(20),
+                    [str(i) for i in range(400)], "features")
+episodes = sample_episodes(data, 5, 5, 15, int(sys.argv[1]), seed=0)
+before = peak()
+result = evaluate(FeatureProtoNet(torch.nn.Identity()), data, episodes, device="cpu", progress=False)
+print(json.dumps({"growth_mib": peak() - before, "episodes": len(result.accuracies)}))
+"""
+
+
+def test_evaluating_60000_episodes_adds_little_to_the_peak_memory(tmp_path):
+    # Before: torch.unique with return_inverse over every index (+180 MiB) and one small tensor kept per batch,
+    # which let glibc's heap grow by about a batch per batch (1.4-3.5 GiB, varying from run to run).
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "memory.py"
+    script.write_text(MEMORY_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), "60000"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["episodes"] == 60000
+    assert outcome["growth_mib"] < 80, outcome          # measured: 28-36 MiB (the episode hash's copies)
