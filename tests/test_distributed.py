@@ -209,3 +209,53 @@ def test_collectives_failures_and_empty_shards_under_torchrun(tmp_path):
         for key, split in (("protonet-3", [0, 3]), ("protonet-9", [4, 5]), ("finetune-full-5", [2, 3])):
             sharded, alone, per_rank = out[key]
             assert sharded == alone and per_rank == split, key     # rank 0 has no episode in protonet-3
+
+
+SPEC = """
+name = "tiny-torchrun"
+title = "Tiny torchrun check"
+metric = "accuracy"
+baseline = "none"
+
+[source]
+paper = "none"
+table = "none"
+
+[defaults]
+dataset = "tiny-blobs"
+queries = 3
+episodes = 13
+seed = 0
+
+[[settings]]
+id = "5w1s"
+label = "5-way 1-shot"
+ways = 5
+shots = 1
+
+[[methods]]
+method = "protonet"
+label = "ProtoNet"
+backbone = "conv4"
+backbone_options = { hidden = 8 }
+train = { steps = 20 }
+"""
+
+
+def test_reproduce_under_torchrun_writes_the_single_process_records(tmp_path):
+    (tmp_path / "tiny.toml").write_text(SPEC)
+    outputs = {}
+    for ranks in (1, 2):
+        args = ["-m", "fewshot.bench", "reproduce", "--plugin", str(PLUGINS / "tiny_plugin.py"), "tiny.toml",
+                "--out", f"out{ranks}", "--checkpoint-dir", f"ckpt{ranks}", "--eval-batch", "2", "--quiet"]
+        command = torchrun(*args) if ranks > 1 else [sys.executable, *args]
+        done = subprocess.run(command, capture_output=True, text=True, env=environment(tmp_path / "cache"),
+                              timeout=600, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs[ranks] = done
+    (one,), (two,) = [[json.loads(p.read_text()) for p in (tmp_path / f"out{r}" / "records").glob("*.json")]
+                      for r in (1, 2)]
+    assert two["accuracies"] == one["accuracies"] and two["episode_hash"] == one["episode_hash"]
+    assert two["train"]["loaded"] is False and two["environment"]["episodes_per_rank"] == [6, 7]
+    assert outputs[2].stdout.count("cell(s) run") == 1 and outputs[2].stderr.count("5w1s/ProtoNet: accuracy") == 1
+    assert (tmp_path / "out2" / "table.md").is_file() and not list(tmp_path.rglob("*.tmp"))

@@ -75,6 +75,7 @@ def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet,
     method.to(device).eval()
     batch_size = batch_size or method.eval_batch_size
     world, rank = distributed.world_size(), distributed.rank()
+    distributed.barrier()       # start together: the time is the evaluation's, not another rank's catching up
     start = time.perf_counter()
     lo, hi = shard_bounds(len(episodes), batch_size, rank, world)
     parts = distributed.gather_results(
