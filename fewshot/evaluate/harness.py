@@ -86,7 +86,10 @@ def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet,
     accuracies = np.concatenate([part[0] for part in parts])
     if len(accuracies) != len(episodes):   # a bug, never a user's doing: the shards must cover every episode
         raise RuntimeError(f"gathered {len(accuracies)} accuracies for {len(episodes)} episodes")
-    timings = {k: max(part[1][k] for part in parts if k in part[1]) for part in parts for k in part[1]}
+    timings: dict[str, float] = {}
+    for _, times, _ in parts:              # each phase as long as it took the slowest rank
+        for key, value in times.items():
+            timings[key] = max(value, timings.get(key, value))
     return EvalResult(accuracies, episodes.hash, str(device), seconds, timings, _merge_used(parts, batch_size))
 
 
