@@ -243,6 +243,7 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
 
 def bench_main(argv: Sequence[str]) -> int:
     """The default command: check everything, prepare every cell, then train and evaluate them in turn."""
+    from fewshot.core import distributed
     from fewshot.results.leaderboard import summary_markdown
     from fewshot.results.records import save_record
     from fewshot.runner import Runner
@@ -258,18 +259,23 @@ def bench_main(argv: Sequence[str]) -> int:
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
                     checkpoint_seconds=args.checkpoint_seconds)
     cells = [runner.prepare(spec) for spec in specs]     # data, episodes, builds: every check before training
+    main = distributed.is_main()     # under torchrun only rank 0 writes records and prints; the others only work
     records = []
     start = time.perf_counter()
     for cell in cells:
         spec = cell.spec
-        if not args.quiet:
+        if main and not args.quiet:
             where = f"{spec.train_dataset} -> {spec.dataset}" if spec.train_dataset else spec.dataset
             print(f"[{spec.method}] {where} {spec.ways}-way {spec.shots}-shot ...", file=sys.stderr)
         record = runner.run(cell)
-        save_record(record, out)
         records.append(record)
+        if not main:
+            continue
+        save_record(record, out)
         for warning in record.train.get("warnings", []):
             print(f"warning: [{spec.method}] {warning}", file=sys.stderr)
+    if not main:
+        return 0
     print(summary_markdown(records, baseline=baseline))
     print(f"\n{len(records)} run(s) on {runner.device} in {time.perf_counter() - start:.0f} s; records in {out}")
     return 0
@@ -309,6 +315,7 @@ def reproduce_main(argv: Sequence[str]) -> int:
     from fewshot.reproduce.run import (RECORDS, check_cell, comparison_frame, comparison_markdown, reproduce,
                                        select_cells, stored_records, table_markdown, tables_from_records,
                                        warning_lines)
+    from fewshot.core import distributed
     from fewshot.reproduce.specs import load_spec, resolve_spec_path
     from fewshot.results.leaderboard import check_readme_section, update_readme_section
     from fewshot.runner import Runner
@@ -346,9 +353,15 @@ def reproduce_main(argv: Sequence[str]) -> int:
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
                     checkpoint_seconds=args.checkpoint_seconds)
     failures = []
+    # Under torchrun every rank runs every cell (sharing its episodes); every rank gets rank 0's records, so the
+    # files the others write are byte for byte rank 0's; only rank 0 prints and updates the README.
+    main = distributed.is_main()
     for spec, out, _, _ in plans:
         report = reproduce(spec, out=out, runner=runner, episodes=args.episodes, train_steps=args.train_steps,
-                           cells=patterns, run=not args.table_only, fail_fast=args.fail_fast, command=command)
+                           cells=patterns, run=not args.table_only, fail_fast=args.fail_fast, command=command,
+                           **({} if main else {"log": lambda line: None}))
+        if not main:
+            continue
         frame = comparison_frame(report)
         print(f"\n{spec.title} ({spec.source.paper}, {spec.source.table})\n")
         print(comparison_markdown(frame, spec.metric))

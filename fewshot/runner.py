@@ -17,6 +17,7 @@ import torch
 from fewshot.backbones import accepts_any_image_format, create_backbone, pretrained_on
 from fewshot.backbones.text_encoders import check_tokenizer, text_backbone
 from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
+from fewshot.core import distributed
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
 from fewshot.methods.base import FewShotMethod, TrainKind
@@ -95,8 +96,10 @@ class Runner:
         self.data_root = data_root
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
-        self.device = resolve_device(device)
-        self.progress = progress
+        # Under torchrun: join the process group; each rank takes its own GPU; only rank 0 shows progress.
+        self.device = distributed.rank_device(resolve_device(device))
+        distributed.init(self.device)
+        self.progress = progress and distributed.is_main()
         self.eval_batch_size = eval_batch_size
         self._datasets: dict[tuple, ClassDataset] = {}
         self._episodes: dict[tuple, EpisodeSet] = {}
@@ -195,17 +198,21 @@ class Runner:
         return PreparedCell(spec, test_set, episodes, train_set, method, config, trains, conversion)
 
     def run(self, spec: CellSpec | PreparedCell) -> RunRecord:
-        """Train (or reuse) and evaluate one cell; returns its record (not yet saved)."""
+        """Train (or reuse) and evaluate one cell; returns its record (not yet saved).
+
+        Under torchrun, rank 0 trains (and writes the checkpoint) while the others wait, then they load it; the
+        test episodes are sharded over the ranks; every rank returns rank 0's record, and only rank 0 should
+        save it (identical bytes if others do)."""
         cell = spec if isinstance(spec, PreparedCell) else self.prepare(spec)
         spec, test_set, episodes, train_set = cell.spec, cell.test_set, cell.episodes, cell.train_set
         method, config, trains = cell.method, cell.config, cell.trains
-        report: TrainReport = fit(method, train_set, config, seed=spec.train_seed,
-                                  checkpoint_dir=self.checkpoint_dir, device=self.device, progress=self.progress,
-                                  checkpoint_seconds=self.checkpoint_seconds)
+        report: TrainReport = distributed.main_first(lambda: fit(
+            method, train_set, config, seed=spec.train_seed, checkpoint_dir=self.checkpoint_dir, device=self.device,
+            progress=self.progress, checkpoint_seconds=self.checkpoint_seconds))
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress)
         fixed = spec.fixed_episodes
-        return RunRecord(
+        record = RunRecord(
             method=spec.method, dataset=fixed or spec.dataset, split=spec.test_split,
             ways=episodes.ways if fixed else spec.ways, shots=episodes.shots if fixed else spec.shots,
             queries=episodes.queries if fixed else spec.queries, episodes=len(episodes),
@@ -223,9 +230,10 @@ class Runner:
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
                    "curve": report.curve, "warnings": report.warnings},
-            environment={**environment(str(self.device)), **result.timings},
+            environment={**environment(str(self.device)), **result.timings, **result.used},
             created=now(), fingerprint=spec.fingerprint(),
         )
+        return distributed.broadcast(record)
 
 
 def learned_from(spec: CellSpec, method: FewShotMethod, trains: bool) -> str:
