@@ -30,7 +30,7 @@ from fewshot.core.cache import DataCache
 from fewshot.core.errors import DataError, UsageError
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.errors import damaged, reading
-from fewshot.data.imagefiles import FileTree, decode_images
+from fewshot.data.imagefiles import FileTree, class_folder_files, decode_images
 from fewshot.data.registry import register_dataset
 from fewshot.data.sources import Published, check_published, find_first, not_found
 from fewshot.data.targets import check_target_split
@@ -39,7 +39,6 @@ __all__ = ["CHESTX_CLASSES", "EUROSAT_CLASSES", "ISIC_CLASSES", "load_chestx", "
            "load_isic"]
 
 CACHE = DataCache("bscdfsl", 1)
-_IMAGES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 EUROSAT_ZIP = Published("EuroSAT.zip", "https://madm.dfki.de/files/sentinel/EuroSAT.zip",
                         md5="c8fa014336c82ac7804f0398fcb19387")
@@ -64,15 +63,6 @@ def _bases(root: Path, *names: str) -> list[Path]:
     return [root / n for n in names] + [root]
 
 
-def _class_folders(tree: FileTree) -> dict[str, list[str]]:
-    classes: dict[str, list[str]] = {}
-    for name in tree.names():
-        parts = name.split("/")
-        if len(parts) == 2 and parts[1].lower().endswith(_IMAGES):
-            classes.setdefault(parts[0], []).append(name)
-    return classes
-
-
 def _dataset(name: str, split: str, tree: FileTree, list_files: Callable[[], tuple[list[str], list[int], list[str]]],
              image_size: int, grayscale: bool, identity: dict | None = None) -> ClassDataset:
     """The cached decoded images of ``list_files() -> (files, labels, class names)`` of ``tree`` as split ``split``;
@@ -95,7 +85,7 @@ def _dataset(name: str, split: str, tree: FileTree, list_files: Callable[[], tup
 
 def _folder_classes(tree: FileTree, name: str, expected: list[str] | None, count: int | None):
     def list_files() -> tuple[list[str], list[int], list[str]]:
-        classes = _class_folders(tree)
+        classes = class_folder_files(tree)
         names = sorted(classes)
         if (expected is not None and names != expected) or (count is not None and len(names) != count):
             want = f"the classes {expected}" if expected is not None else f"{count} class folders"

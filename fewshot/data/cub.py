@@ -18,7 +18,7 @@ import torch
 from fewshot.core.cache import DataCache
 from fewshot.core.errors import DataError, UsageError
 from fewshot.data.dataset import ClassDataset
-from fewshot.data.imagefiles import FileTree, decode_images
+from fewshot.data.imagefiles import FileTree, class_folder_files, decode_images
 from fewshot.data.registry import register_dataset
 from fewshot.data.sources import Published, check_published, find_first, not_found
 
@@ -56,17 +56,8 @@ def chen_split(class_folders: list[str]) -> dict[str, list[str]]:
     return {"train": ordered[0::2], "val": ordered[1::4], "test": ordered[3::4]}
 
 
-def _files(tree: FileTree) -> dict[str, list[str]]:
-    classes: dict[str, list[str]] = {}
-    for name in tree.names():
-        parts = name.split("/")
-        if len(parts) == 2 and parts[1].lower().endswith(_IMAGES):
-            classes.setdefault(parts[0], []).append(name)
-    return classes
-
-
 def _build(tree: FileTree, split: str, image_size: int, check_classes: bool) -> dict[str, np.ndarray]:
-    files = _files(tree)
+    files = class_folder_files(tree, _IMAGES)
     if check_classes and len(files) != CLASSES:
         raise DataError(f"{tree.where('')}: {len(files)} class folders with images, not CUB-200-2011's {CLASSES}; "
                         f"the copy is incomplete or not CUB-200-2011 (check_classes=False to load it anyway)")

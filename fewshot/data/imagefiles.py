@@ -139,3 +139,16 @@ def decode_images(tree: FileTree, names: Sequence[str], size: tuple[int, int], g
         raise damaged(tree.path, f"it lacks {int((~done).sum())} listed files, e.g. "
                       f"{tree._member(names[int(np.flatnonzero(~done)[0])])}")
     return out
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+def class_folder_files(tree: FileTree, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, list[str]]:
+    """``{class folder: [its image names]}`` of a tree laid out ``<class>/<image>`` (an ImageFolder)."""
+    classes: dict[str, list[str]] = {}
+    for name in tree.names():
+        parts = name.split("/")
+        if len(parts) == 2 and parts[1].lower().endswith(suffixes):
+            classes.setdefault(parts[0], []).append(name)
+    return classes
