@@ -29,7 +29,7 @@ from fewshot.core.signals import stop_on_signals
 from fewshot.core.errors import Interrupted, UsageError, UserError
 from fewshot.data import miniimagenet  # noqa: F401  (registers the "miniimagenet" dataset the specs use)
 from fewshot.reproduce.specs import (BenchmarkSpec, Cell, SpecError, check_fixed_episodes, check_method,
-                                     check_method_options, check_train)
+                                     check_method_options, check_train, method_trains)
 from fewshot.results.checks import MARK, footnotes, record_warnings
 from fewshot.results.leaderboard import Leaderboard, build_leaderboard
 from fewshot.core.atomic import check_writable_dir
@@ -294,13 +294,13 @@ def _schedule_lines(report: ReproduceReport) -> list[str]:
         keys += (("batch_size",) if record.config.train_kind == "supervised" else
                  ("ways", "shots", "queries", "meta_batch"))
         text = ", ".join(f"{k} {train[k]}" for k in keys if k in train)
-        key = (cell.method.title, text)
+        key = (cell.method.title, cell.spec.source, text)
         if key in seen:
             continue
         seen.add(key)
         options = record.config.options
         opt = f"; method options {json.dumps(options, sort_keys=True)}" if options else ""
-        lines.append(f"`{cell.method.title}` in {cell.setting.id}: trained on {cell.spec.dataset}/"
+        lines.append(f"`{cell.method.title}` in {cell.setting.id}: trained on {cell.spec.source}/"
                      f"{cell.spec.train_split} with {text}{opt}.")
     return lines
 
@@ -309,9 +309,12 @@ def _protocol_lines(report: ReproduceReport) -> list[str]:
     lines = []
     for s in report.spec.settings:
         test = (f"the fixed episode set `{s.fixed_episodes}`" if s.fixed_episodes else
-                f"{s.episodes} episodes (seed {s.seed}) from {s.dataset}/{s.test_split}, {s.queries} queries per class")
-        lines.append(f"{s.title}: {s.ways}-way {s.shots}-shot; learns from {s.dataset}/{s.train_split}; "
-                     f"tested on {test}.")
+                f"{s.episodes} episodes (seed {s.seed}) from {s.test_dataset or s.dataset}/{s.test_split}, "
+                f"{s.queries} queries per class")
+        trained = any(method_trains(c.spec.method) for c in report.cells if c.setting.id == s.id)
+        source = f"learns from {s.dataset}/{s.train_split}" if trained else \
+            "no method learns from a dataset (a pretrained backbone's features, or none)"
+        lines.append(f"{s.title}: {s.ways}-way {s.shots}-shot; {source}; tested on {test}.")
     return lines
 
 

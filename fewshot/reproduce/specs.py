@@ -170,7 +170,7 @@ class BenchmarkSpec:
                 extra = m.by_setting.get(setting.id, {})
                 train = {**m.train, **extra.get("train", {})}
                 overrides: dict[str, Any] = {}
-                if train_steps is not None and _trains(m.method):
+                if train_steps is not None and method_trains(m.method):
                     overrides["train_steps"] = {"used": train_steps, "spec": train.get("steps")}
                     train["steps"] = int(train_steps)
                 n_episodes = setting.episodes
@@ -200,7 +200,7 @@ class BenchmarkSpec:
         return None
 
 
-def _trains(method: str) -> bool:
+def method_trains(method: str) -> bool:
     """Whether ``method`` trains on the base classes (an unknown method is assumed to)."""
     from fewshot.methods import method_class
 
