@@ -9,13 +9,18 @@ from typing import Any
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 of the file at ``path`` as a hex string."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The ``algorithm`` digest (any of :mod:`hashlib`'s) of the file at ``path`` as a hex string."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of the file at ``path`` as a hex string."""
+    return file_digest(path)
 
 
 def sha256_json(value: Any, length: int | None = None) -> str:

@@ -25,7 +25,7 @@ from fewshot.core.cache import DataCache
 from fewshot.core.errors import DataError, UsageError, UserError
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.errors import DataNotFoundError, damaged, reading
-from fewshot.data.imagefiles import FileTree, decode_images
+from fewshot.data.imagefiles import FileTree, class_folder_files, decode_images
 from fewshot.data.registry import register_dataset
 from fewshot.data.sources import Published, check_published, find_first, not_found
 from fewshot.data.splits import read_split, split_path
@@ -74,19 +74,18 @@ def _missing_classes(family: str, split: str, classes: list[str], available: set
                         f"copy is incomplete or another version")
 
 
-def _text(tree: FileTree, name: str) -> list[str]:
-    (_, blob), = tree.read([name])
-    with reading(tree.where(name), name if tree.kind != "folder" else "", "replace it with the published file"):
-        return [line for line in blob.decode("utf-8").splitlines() if line.strip()]
+def _texts(tree: FileTree, *names: str) -> dict[str, list[str]]:
+    """The non-empty lines of each of the text files ``names``, read in one pass over the container."""
+    out = {}
+    for name, blob in tree.read(list(names)):
+        with reading(tree.where(name), name if tree.kind != "folder" else "", "replace it with the published file"):
+            out[name] = [line for line in blob.decode("utf-8").splitlines() if line.strip()]
+    return out
 
 
 def _by_class(tree: FileTree, classes: list[str]) -> dict:
     """The images of ``class/<image>`` folders, in the order of ``classes``."""
-    files: dict[str, list[str]] = {}
-    for name in tree.names():
-        parts = name.split("/")
-        if len(parts) == 2 and parts[1].lower().endswith((".jpg", ".jpeg", ".png")):
-            files.setdefault(parts[0], []).append(name)
+    files = class_folder_files(tree, (".jpg", ".jpeg", ".png"))
     return {"files": [f for c in classes for f in files.get(c, [])],
             "labels": np.array([k for k, c in enumerate(classes) for _ in files.get(c, [])], dtype=np.int64),
             "available": set(files)}
@@ -174,13 +173,14 @@ def load_aircraft(split: str, root: Path, *, image_size: int = 84) -> ClassDatas
         tree = FileTree(archive, "fgvc-aircraft-2013b/data")
 
     def build() -> dict[str, np.ndarray]:
+        texts = _texts(tree, "images_variant_trainval.txt", "images_variant_test.txt", "images_box.txt")
         variant: dict[str, str] = {}
         for name in ("images_variant_trainval.txt", "images_variant_test.txt"):
-            for line in _text(tree, name):
+            for line in texts[name]:
                 image, _, value = line.strip().partition(" ")
                 variant[image] = value
         boxes: dict[str, tuple[int, int, int, int]] = {}
-        for line in _text(tree, "images_box.txt"):
+        for line in texts["images_box.txt"]:
             fields = line.split()
             if len(fields) != 5 or not all(f.isdigit() for f in fields[1:]):
                 raise damaged(tree.where("images_box.txt"), f"line {line!r} is not 'image xmin ymin xmax ymax'",

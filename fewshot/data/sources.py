@@ -2,18 +2,17 @@
 and, when absent, one clear "put file X in folder Y" error naming where to get it."""
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from fewshot.core.hashing import file_digest
 from fewshot.data.download import ChecksumError
 from fewshot.data.errors import DataNotFoundError
 
 __all__ = ["Published", "check_published", "digest", "find_first", "not_found"]
 
-_CHUNK = 1 << 20
 _DIGESTS: dict[tuple[str, str, int, int], str] = {}
 
 
@@ -38,11 +37,7 @@ def digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     st = path.stat()
     key = (algorithm, str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.new(algorithm)
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = file_digest(path, algorithm)
     return _DIGESTS[key]
 
 

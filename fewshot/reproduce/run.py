@@ -357,9 +357,12 @@ def regenerate_command(spec: BenchmarkSpec, out: Path) -> str:
     return f"python -m fewshot.bench reproduce {name} --table-only{where}"
 
 
-def table_markdown(report: ReproduceReport) -> str:
+def table_markdown(report: ReproduceReport, frame: pd.DataFrame | None = None,
+                   board: Leaderboard | None = None) -> str:
+    """``table.md``; ``frame`` and ``board``, when the caller has them, are :func:`comparison_frame` and
+    :func:`leaderboard_of` of ``report`` (built once for all the tables)."""
     spec, src = report.spec, report.spec.source
-    frame = comparison_frame(report)
+    frame = comparison_frame(report) if frame is None else frame
     parts = [f"## {spec.title}", "",
              f"Source: {src.paper}, {src.table}" + (f" ({src.url})" if src.url else "") + ".",
              f"Paper's numbers checked: {src.checked}" if src.checked else "", "",
@@ -367,7 +370,7 @@ def table_markdown(report: ReproduceReport) -> str:
     flagged = warning_lines(frame)
     if flagged:
         parts += flagged + [""]
-    board = leaderboard_of(report)
+    board = leaderboard_of(report) if board is None else board
     if board is not None:
         parts += [board.to_markdown(heading_level=3), ""]
     parts += ["### Protocol and schedule", ""]
@@ -386,9 +389,9 @@ def table_markdown(report: ReproduceReport) -> str:
 def render_tables(report: ReproduceReport) -> dict[str, bytes]:
     """``table.md``, ``table.csv`` and (once a cell has a record) ``plot.png``, as bytes, from ``report``'s spec and
     records only (see :func:`tables_from_records`)."""
-    files = {"table.md": table_markdown(report).encode("utf-8"),
-             "table.csv": comparison_frame(report).to_csv(index=False).encode("utf-8")}
-    board = leaderboard_of(report)
+    frame, board = comparison_frame(report), leaderboard_of(report)
+    files = {"table.md": table_markdown(report, frame, board).encode("utf-8"),
+             "table.csv": frame.to_csv(index=False).encode("utf-8")}
     if board is not None:
         references = []
         for cell in report.cells:
@@ -405,7 +408,3 @@ def write_tables(report: ReproduceReport) -> ReproduceReport:
     for name, data in render_tables(report).items():
         atomic_write_bytes(report.out / name, data)
     return report
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The `reproduce` sub-command

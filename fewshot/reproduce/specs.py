@@ -323,8 +323,10 @@ def check_method(where: str, name: str) -> type:
 
 def check_method_options(where: str, cls: type, options: dict[str, Any]) -> None:
     """Raise :class:`SpecError` at ``where`` unless every option is a field of ``cls.Config`` of the right type."""
-    config = getattr(cls, "Config", None)
-    known = _fields(config) if config is not None and dataclasses.is_dataclass(config) else set()
+    from fewshot.methods.base import method_options
+
+    config = cls.Config
+    known = method_options(cls)
     unknown = set(options) - known
     if unknown:
         raise SpecError(f"{where}: method {cls.name!r} has no option(s) {sorted(unknown)}; its options are "

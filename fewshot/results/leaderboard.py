@@ -529,7 +529,7 @@ def summary_table(records: Sequence[RunRecord], baseline: str | None = "finetune
     rows = []
     by_setting = {(r.dataset, r.split, r.ways, r.shots, r.queries, r.episode_hash, r.method): r for r in records}
     for r in records:
-        s = r.summary
+        s, warned = r.summary, record_warnings(r)
         ref = by_setting.get((r.dataset, r.split, r.ways, r.shots, r.queries, r.episode_hash, baseline))
         diff = "" if ref is None or ref is r else _fmt_signed(paired_comparison(r, ref))
         learned = r.config.train_dataset
@@ -538,7 +538,7 @@ def summary_table(records: Sequence[RunRecord], baseline: str | None = "finetune
             # "source -> target" for a cell that learned elsewhere than it is tested (a cross-domain cell)
             "dataset": f"{learned} -> {r.dataset}" if r.config.cross_domain else r.dataset,
             "ways": r.ways, "shots": r.shots,
-            "accuracy (%)": f"{100 * s.mean:.2f} ± {100 * s.ci95:.2f}" + (MARK if record_warnings(r) else ""),
+            "accuracy (%)": f"{100 * s.mean:.2f} ± {100 * s.ci95:.2f}" + (MARK if warned else ""),
             f"vs {baseline} (%)" if baseline else "vs baseline": diff,
             "train (s)": round(r.train_seconds, 1), "eval (s)": round(r.eval_seconds, 1),
         })

@@ -280,10 +280,11 @@ def load_record(path: str | os.PathLike) -> RunRecord:
     if not is_record_json(data):
         raise DataError(f"{path}: not a run record (a record is a JSON object with 'episode_hash' and "
                         f"'accuracies')")
-    return _record(path, data)
+    return record_from_json(path, data)
 
 
-def _record(path: Path, data: dict[str, Any]) -> RunRecord:
+def record_from_json(path: Path, data: dict[str, Any]) -> RunRecord:
+    """The record of already parsed JSON ``data`` read from ``path`` (checked as :func:`load_record` does)."""
     version = data.get("version", RECORD_VERSION)
     if not isinstance(version, int) or version > RECORD_VERSION:
         raise DataError(f"{path}: record version {version!r} is newer than this fewshot reads ({RECORD_VERSION}); "
@@ -324,7 +325,7 @@ def load_records(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list
                     continue
                 data = _parse(f)
                 if is_record_json(data):
-                    records.append(_record(f, data))
+                    records.append(record_from_json(f, data))
         elif p.exists():
             records.append(load_record(p))
         else:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fewshot.core.errors import DataError, UsageError
-from fewshot.results.records import RunRecord, is_record_json, load_records
+from fewshot.results.records import RunRecord, is_record_json, record_from_json
 from fewshot.evaluate.stats import MeanCI, mean_ci, paired_difference, unpaired_difference
 
 #: Files of a results folder the page links to, besides the records.
@@ -160,7 +160,7 @@ def _spec_for(name: str, benchmarks: Path) -> tuple[Any, str]:
 
     try:
         path = resolve_spec_path(name, benchmarks)
-    except FileNotFoundError:
+    except (FileNotFoundError, SpecError):            # no spec of that name: the page says so
         return None, f"no spec {name!r} in {benchmarks}/: no paper numbers"
     try:
         return load_spec(path), ""
@@ -183,7 +183,7 @@ def collect(results: str | os.PathLike, benchmarks: str | os.PathLike | None = N
             rel = path.relative_to(results).as_posix()
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                found = load_records(path) if is_record_json(data) else []
+                found = [record_from_json(path, data)] if is_record_json(data) else []   # parsed once
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
                 raise DataError(f"{path}: not a readable JSON result ({error}); fix or remove the file") from error
             if found:

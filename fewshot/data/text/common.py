@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fewshot.core.errors import UsageError
-from fewshot.core.hashing import sha256_file
+from fewshot.data.sources import digest
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.errors import DataNotFoundError
 from fewshot.data.folder import split_classes
@@ -81,7 +81,7 @@ class Corpus:
     @property
     def source(self) -> dict[str, Any]:
         """What the texts come from: each file's name and sha256, and the rendering options."""
-        return {"corpus": self.name, "files": {p.name: sha256_file(p) for p in self.files}, "options": self.options}
+        return {"corpus": self.name, "files": {p.name: digest(p) for p in self.files}, "options": self.options}
 
     def class_names(self) -> list[str]:
         return sorted(set(self.labels))

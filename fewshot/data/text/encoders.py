@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from fewshot.core.errors import UserError
-from fewshot.core.hashing import sha256_file, sha256_json
+from fewshot.core.hashing import sha256_json
+from fewshot.data.sources import digest
 
 __all__ = ["DEFAULT_ENCODER", "ENCODERS", "EncoderNotFound", "PackagedEncoder", "encoder_folder", "encoder_name",
            "folder_identity", "load_sentence_transformer", "tokenizer_identity", "tokenizer_record"]
@@ -90,11 +91,6 @@ def _libraries() -> dict[str, str]:
     return versions
 
 
-@lru_cache(maxsize=None)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)  # (size, mtime) in the key: a replaced file is hashed again
-
-
 def folder_identity(folder: Path, *, weights: bool) -> dict[str, Any]:
     """sha256 of every model file of ``folder`` (weights included or not) and the library versions."""
     files = {}
@@ -102,8 +98,7 @@ def folder_identity(folder: Path, *, weights: bool) -> dict[str, Any]:
         rel = path.relative_to(folder).as_posix()
         if path.name in _NOT_MODEL or (not weights and path.suffix in _WEIGHTS):
             continue
-        stat = path.stat()
-        files[rel] = _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+        files[rel] = digest(path)     # remembered per (path, size, mtime): a replaced file is hashed again
     return {"files": files, "libraries": _libraries()}
 
 
