@@ -159,3 +159,15 @@ def test_check_writable_dir(tmp_path):
         check_writable_dir(blocker / "records", "--out")
     with pytest.raises(UsageError, match=rf"^--out {blocker}: a file is there, not a folder"):
         check_writable_dir(blocker, "--out")
+
+
+def test_check_writable_dir_when_ranks_check_one_folder_at_once(tmp_path):
+    # Two torchrun ranks probe the same --out folder together; a shared probe name made one rank's unlink fail.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fewshot.core.atomic import check_writable_dir
+
+    folder = tmp_path / "records"
+    with ThreadPoolExecutor(8) as pool:
+        checked = list(pool.map(lambda _: check_writable_dir(folder, "--out"), range(400)))
+    assert checked == [folder] * 400 and not list(folder.iterdir())

@@ -85,8 +85,11 @@ def check_writable_dir(path: str | os.PathLike, option: str) -> Path:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path}: a file is there, not a folder; choose a folder")
     try:
-        atomic_write_bytes(path / ".fewshot-write-test", b"")
-        (path / ".fewshot-write-test").unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        # One probe per process: ranks of one torchrun check the same folder at once.
+        fd, probe = tempfile.mkstemp(dir=path, prefix=f".fewshot-write-test.{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as error:
         raise UsageError(f"{option} {path}: cannot write there ({error.strerror or error}); choose a writable "
                          f"folder or fix its permissions") from None
