@@ -86,8 +86,9 @@ def test_registered_with_their_kind():
 
 @pytest.mark.parametrize("name", ["maml", "fomaml", "anil"])
 @pytest.mark.parametrize("ways", [WAYS, None])
-def test_batched_meta_gradient_equals_per_task_loop(name, ways):
-    method = make(name, ways=ways, train_inner_steps=2).train()
+@pytest.mark.parametrize("per_call", [None, 1, 2])  # None: the CPU rule (all 3 tasks of 25 images in one call)
+def test_batched_meta_gradient_equals_per_task_loop(name, ways, per_call):
+    method = make(name, ways=ways, train_inner_steps=2, tasks_per_call=per_call).train()
     support, support_labels, query, query_labels = tasks()
     batched = method.episode_loss(support, support_labels, query, query_labels, WAYS).mean()
     reference = reference_meta_loss(method, support, support_labels, query, query_labels, steps=2)
