@@ -132,9 +132,13 @@ def frozen_features(method: LinearProbe, dataset: ClassDataset, device: torch.de
     key = sha256_json([identity, dataset.fingerprint()], 20) if identity is not None else None
     if key in _FEATURES:
         return _FEATURES[key].to(device)
+    training = method.training
+    method.eval()                     # features as the test episodes will see them (batch norm, dropout)
     with torch.no_grad():
-        features = torch.cat([method.embed(dataset.data[i:i + batch].to(device))
-                              for i in range(0, len(dataset.data), batch)])
+        rows = torch.arange(len(dataset.labels))
+        features = torch.cat([method.embed(dataset.gather(rows[i:i + batch], device))
+                              for i in range(0, len(rows), batch)])
+    method.train(training)
     if key is not None:
         _FEATURES[key] = features.cpu()
     return features
