@@ -19,7 +19,7 @@ import torch
 
 from fewshot.core import distributed
 from fewshot.data.dataset import ClassDataset
-from fewshot.data.episodes import EpisodeSet
+from fewshot.data.episodes import EpisodeSet, as_index
 from fewshot.evaluate.backoff import chunked
 from fewshot.evaluate.features import embed
 from fewshot.evaluate.stats import MeanCI, mean_ci
@@ -43,6 +43,9 @@ class EvalResult:
     @property
     def summary(self) -> MeanCI:
         return mean_ci(self.accuracies)
+
+
+_MARK_EPISODES = 4096
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -121,8 +124,9 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
         # dataset's rows, so memory follows the dataset, not the episodes (a torch.unique with return_inverse
         # over every index costs ~30 bytes per index: 180 MiB at 60,000 5-way 5-shot episodes).
         needed = torch.zeros(len(dataset), dtype=torch.bool)
-        needed[episodes.support.flatten()] = True
-        needed[episodes.query.flatten()] = True
+        for lo in range(0, len(episodes), _MARK_EPISODES):      # blocks: the int64 index a mark makes stays small
+            needed[as_index(episodes.support[lo:lo + _MARK_EPISODES])] = True
+            needed[as_index(episodes.query[lo:lo + _MARK_EPISODES])] = True
         rows = torch.nonzero(needed).flatten()
         position = torch.full((len(dataset),), -1, dtype=torch.long)
         position[rows] = torch.arange(len(rows))
@@ -148,8 +152,8 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
 
     def accuracy(lo: int, hi: int) -> None:
         support, query = inputs(lo, hi)
-        support_labels = episodes.support_labels[lo:hi].to(device)
-        query_labels = episodes.query_labels[lo:hi].to(device)
+        support_labels = as_index(episodes.support_labels[lo:hi], device)
+        query_labels = as_index(episodes.query_labels[lo:hi], device)
         if method.frozen_features:
             logits = method.logits_from_features(support, support_labels, query, episodes.ways)
         else:
