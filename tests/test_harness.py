@@ -201,7 +201,8 @@ def test_the_harness_records_what_the_cached_path_used(tmp_path, monkeypatch, se
     backbone = Frozen()
     result = evaluate(create_method("simpleshot", backbone), dataset, episodes, device="cpu", progress=False)
     assert result.used == {"eval_batch_size": 50, "world_size": 1, "eval_batch_used": 50, "embed_batch_size": 4,
-                           "embed_batch_used": 4, "embed_channels_last": True, "oom_retries": 0}
+                           "embed_batch_used": 4, "embed_channels_last": True, "oom_retries": 0,
+                           "precision": "fp32"}
     assert set(backbone.batches) <= {1, 2, 3, 4} and backbone.batches.count(4) == len(backbone.batches) - 1
 
 
