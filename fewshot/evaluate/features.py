@@ -63,6 +63,7 @@ def embed(method: FewShotMethod, dataset: ClassDataset, rows: Tensor, device: to
     batch_size = batch_size or default_batch_size(device)
     if not len(rows):
         raise ValueError("no rows to embed")
+
     def work(lo: int, hi: int) -> Tensor:
         with autocast(precision, device):
             return method.embed(dataset.gather(rows[lo:hi], device))
