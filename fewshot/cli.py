@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
                         help="also save a partial checkpoint of a training this often (default 60)")
     parser.add_argument("--eval-batch", type=positive_int, default=None, help="episodes per evaluation batch")
+    parser.add_argument("--precision", default="fp32", metavar="fp32|bf16|fp16",
+                        help="autocast dtype of evaluation (fp16: CUDA only); recorded, and part of the record's key")
     parser.add_argument("--out", default="results/runs", help="folder for the run records (JSON)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only the table")
     return parser
@@ -130,6 +132,14 @@ def check_device(text: str) -> str:
     elif device.type != "cpu":
         raise UsageError(f"--device {text}: the suite runs on auto, cpu, cuda or mps devices")
     return text
+
+
+def check_precision(precision: str, device: str) -> None:
+    """A :class:`UsageError` when ``precision`` cannot run on ``device`` (``auto`` resolved as the runner does)."""
+    from fewshot.evaluate.harness import resolve_device
+    from fewshot.evaluate.precision import check_precision as check
+
+    check(precision, resolve_device(device))
 
 
 def check_input_dir(path: str | None, option: str) -> None:
@@ -235,6 +245,7 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
         return CellSpec(method=name, dataset=args.dataset, train_dataset=args.train_dataset, ways=args.ways, shots=shots, queries=args.queries,
                         episodes=args.episodes, seed=args.seed, train_seed=args.train_seed,
                         train={"steps": steps} if steps else {}, backbone=args.backbone if mine else None,
+                        precision=args.precision,
                         backbone_options={**({"weights": args.weights} if uses_weights(name) else {}),
                                           **(extra_options if mine else {})})
 
@@ -251,6 +262,7 @@ def bench_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     specs, baseline = bench_cells(args)
     check_device(args.device)
+    check_precision(args.precision, args.device)
     check_input_dir(args.data_root, "--data-root")
     out = check_writable_dir(args.out, "--out")
     if args.checkpoint_dir is not None:

@@ -54,6 +54,9 @@ class CellSpec:
     # Learn on this dataset (its `train_split`) and test on `dataset`: a cross-domain cell. None: `dataset` itself.
     train_dataset: str | None = None
     train_dataset_options: dict[str, Any] = field(default_factory=dict)
+    # The autocast dtype of evaluation (fewshot.evaluate.precision): part of the fingerprint when not fp32, so
+    # records of one precision never stand in for another's.
+    precision: str = "fp32"
 
     @property
     def source(self) -> str:
@@ -210,7 +213,7 @@ class Runner:
             method, train_set, config, seed=spec.train_seed, checkpoint_dir=self.checkpoint_dir, device=self.device,
             progress=self.progress, checkpoint_seconds=self.checkpoint_seconds))
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
-                          progress=self.progress)
+                          progress=self.progress, precision=spec.precision)
         fixed = spec.fixed_episodes
         record = RunRecord(
             method=spec.method, dataset=fixed or spec.dataset, split=spec.test_split,
@@ -226,7 +229,8 @@ class Runner:
                     "train_dataset": learned_from(spec, method, trains), "fixed_episodes": fixed,
                     **({"cross_domain": True} if spec.train_dataset else {}),
                     **({"train_dataset_options": spec.train_dataset_options} if spec.train_dataset_options else {}),
-                    **({"target_conversion": cell.conversion} if cell.conversion else {})},
+                    **({"target_conversion": cell.conversion} if cell.conversion else {}),
+                    **({"precision": spec.precision} if spec.precision != "fp32" else {})},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
                    "curve": report.curve, "warnings": report.warnings},

@@ -1,6 +1,8 @@
 """Episodes: determinism, independence from batching, hashing, and the error cases."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
@@ -55,6 +57,38 @@ def test_hash_is_stable_across_versions(blobs):
 
 # Recorded when the sampler was written (torch's CPU Mersenne Twister is the same on every platform).
 EXPECTED_SUPPORT = [[76, 38, 0], [27, 5, 34]]
+
+
+def int64_hash(eps: EpisodeSet) -> str:
+    """The hash as first written: one int64 copy of each whole tensor (the reference for the compact storage)."""
+    h = hashlib.sha256()
+    h.update(f"{eps.dataset_fingerprint}|{eps.ways}|{eps.shots}|{eps.queries}".encode())
+    for t in (eps.support, eps.support_labels, eps.query, eps.query_labels):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.to(torch.int64).contiguous().numpy().astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def test_episode_sets_are_stored_compactly_and_hash_as_int64(blobs):
+    # More episodes than the hash reads at a time, so the hash is fed in several blocks.
+    eps = sample_episodes(blobs, 5, 2, 3, episodes=5000, seed=2)
+    assert eps.support.dtype == eps.query.dtype == eps.classes.dtype == torch.int32
+    assert eps.support_labels.dtype == eps.query_labels.dtype == torch.int64          # what one_hot and losses take
+    assert eps.support_labels.stride(0) == eps.query_labels.stride(0) == 0           # one row shared by all
+    held = sum(t.untyped_storage().nbytes() for t in (eps.support, eps.query, eps.classes, eps.support_labels,
+                                                        eps.query_labels))
+    assert held == 5000 * (10 + 15 + 5) * 4 + (10 + 15) * 8                         # 4 bytes an index, labels once
+    assert eps.hash == int64_hash(eps)
+    # The same episodes handed over as int64 tensors (as a loader of fixed tasks does) compact to the same set.
+    given = EpisodeSet(eps.support.long(), eps.support_labels.clone(), eps.query.long(), eps.query_labels.clone(),
+                       eps.classes.long(), 5, 2, 3, 2, eps.dataset_fingerprint)
+    assert given.support.dtype == torch.int32 and given.query_labels.stride(0) == 0
+    assert given.hash == eps.hash and torch.equal(given.query, eps.query)
+    assert eps[100:200].hash == int64_hash(eps[100:200]) and eps[100:200].support.dtype == torch.int32
+    # labels that differ between episodes are kept as given
+    varied = EpisodeSet(eps.support[:2], torch.tensor([[0] * 5 + [1] * 5, [1] * 5 + [0] * 5]), eps.query[:2],
+                        eps.query_labels[:2], eps.classes[:2], 5, 2, 3, 2, eps.dataset_fingerprint)
+    assert varied.support_labels.stride(0) != 0 and varied.hash == int64_hash(varied)
 
 
 def test_sampling_is_uniform_enough():

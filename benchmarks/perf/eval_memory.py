@@ -81,6 +81,19 @@ def child(args: argparse.Namespace) -> dict:
             "device_peak_mib": torch.cuda.max_memory_allocated(device) / MiB if device.type == "cuda" else None}
 
 
+def _flatness(runs: list[dict]) -> list[str]:
+    """One line per kind of data: the peak at the most episodes against the peak at the fewest (the target is
+    within 10%)."""
+    lines = []
+    for data in dict.fromkeys(r["data"] for r in runs):
+        mine = sorted((r for r in runs if r["data"] == data), key=lambda r: r["episodes"])
+        if len(mine) > 1:
+            low, high = (r["phases"]["evaluate"]["peak_mib"] for r in (mine[0], mine[-1]))
+            lines.append(f"- {data}: peak after evaluation at {mine[-1]['episodes']:,} episodes {high:.0f} MiB, "
+                         f"{100 * (high / low - 1):+.1f}% against {low:.0f} MiB at {mine[0]['episodes']:,}.")
+    return lines
+
+
 def render_markdown(result: dict) -> str:
     s = result["settings"]
     lines = [f"# Peak memory of an evaluation against episodes ({s['device']}, {s['threads']} thread(s))", "",
@@ -96,7 +109,7 @@ def render_markdown(result: dict) -> str:
                      f"{p['sample']['peak_mib']:.0f} | {p['evaluate']['peak_mib']:.0f} | "
                      f"{p['evaluate']['peak_mib'] - p['data']['rss_mib']:.0f} | {device} | "
                      f"{run['sample_seconds']:.1f} | {run['eval_seconds']:.1f} |")
-    lines += ["", f"Measured {result['created']} (torch {result['environment']['torch']})."]
+    lines += ["", *_flatness(result["runs"]), "", f"Measured {result['created']} (torch {result['environment']['torch']})."]
     return "\n".join(lines) + "\n"
 
 

@@ -84,7 +84,8 @@ class ClassDataset:
         """Rows ``index`` (any shape) as tensors ``[*index.shape, ...]`` on ``device``, in one step: images and
         features as floats, token ids as the integers they are."""
         device = torch.device(device) if device is not None else self.data.device
-        rows = self.data[index.to(self.data.device)].to(device, non_blocking=True)
+        # int64 here, per call: episode sets keep their rows as int32 (fewshot.data.episodes)
+        rows = self.data[index.to(self.data.device, torch.int64)].to(device, non_blocking=True)
         if rows.dtype == torch.uint8:
             return rows.float().div_(255.0)
         if rows.dtype in _TOKEN_DTYPES:

@@ -2,6 +2,12 @@
 
 Episode ``i`` of a set is drawn from its own generator, seeded from ``(seed, i)``, so it is the same whatever
 order, batch or worker draws it: a test set can be rebuilt anywhere, sharded, and shared by every method.
+
+Index tensors are stored compactly, since they are the only memory that grows with the number of episodes: dataset
+rows as int32 (:func:`compact_rows`), and labels that are the same in every episode (those of every sampled set) as
+one row expanded over the episodes, which holds no memory per episode. Consumers take a batch of episodes at a time
+and turn it into contiguous int64 there (:func:`as_index`); the hash reads every entry as int64, so it is the one
+of the int64 tensors.
 """
 from __future__ import annotations
 
@@ -13,6 +19,47 @@ import torch
 from torch import Tensor
 
 from fewshot.data.dataset import ClassDataset
+
+
+_INT32_MAX = torch.iinfo(torch.int32).max
+_HASH_ROWS = 4096   # episodes hashed at a time: the int64 copy the hash reads stays small
+
+
+def compact_rows(t: Tensor) -> Tensor:
+    """Dataset rows (or classes) as int32, the smallest integer type torch indexes with; int64 only when a value
+    does not fit."""
+    t = torch.as_tensor(t)
+    if t.dtype == torch.int32 or (t.numel() and int(t.abs().max()) > _INT32_MAX):
+        return t
+    return t.to(torch.int32)
+
+
+def shared_labels(row: Tensor, episodes: int) -> Tensor:
+    """``row`` (the labels of one episode) as the labels of ``episodes`` episodes: ``[episodes, len(row)]``, an
+    expanded view, so it costs one row whatever the number of episodes."""
+    return row.to(torch.int64).unsqueeze(0).expand(episodes, -1)
+
+
+def compact_labels(t: Tensor) -> Tensor:
+    """Labels ``[E, n]`` that are the same in every episode as one shared row (:func:`shared_labels`); others
+    unchanged."""
+    t = torch.as_tensor(t)
+    if t.dim() != 2 or t.shape[0] < 2 or t.stride(0) == 0 or not bool((t == t[:1]).all()):
+        return t
+    return shared_labels(t[0].clone(), t.shape[0])     # a copy of the row: the view must not pin all of ``t``
+
+
+def as_index(t: Tensor, device: torch.device | str | None = None) -> Tensor:
+    """A batch of stored indices or labels as the contiguous int64 tensor that torch's gathers, one-hots and
+    losses take, on ``device``."""
+    return t.to(device or t.device, torch.int64).contiguous()
+
+
+def hash_index(h: "hashlib._Hash", t: Tensor) -> None:
+    """Feed ``t``'s entries to ``h`` as little-endian int64, a block of rows at a time: the bytes (and so the
+    digest) of the whole int64 tensor, without building it."""
+    for lo in range(0, max(t.shape[0], 1), _HASH_ROWS):
+        h.update(t[lo:lo + _HASH_ROWS].cpu().to(torch.int64).numpy().astype("<i8").tobytes())
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -27,7 +74,8 @@ class EpisodeSet:
 
     Shapes: ``support`` and ``support_labels`` ``[E, ways*shots]``; ``query`` and ``query_labels``
     ``[E, ways*queries]`` (or any fixed number of queries for fixed task sets); ``classes`` ``[E, ways]``
-    holds the dataset classes behind labels ``0..ways-1``.
+    holds the dataset classes behind labels ``0..ways-1``. Rows and classes are kept as int32 (module docstring);
+    take batches through :func:`as_index` where an int64 index is needed.
     """
 
     support: Tensor
@@ -40,6 +88,10 @@ class EpisodeSet:
     queries: int
     seed: int | None
     dataset_fingerprint: str
+
+    def __post_init__(self) -> None:
+        self.support, self.query, self.classes = (compact_rows(t) for t in (self.support, self.query, self.classes))
+        self.support_labels, self.query_labels = compact_labels(self.support_labels), compact_labels(self.query_labels)
 
     def __len__(self) -> int:
         return self.support.shape[0]
@@ -63,7 +115,7 @@ class EpisodeSet:
         h.update(f"{self.dataset_fingerprint}|{self.ways}|{self.shots}|{self.queries}".encode())
         for t in (self.support, self.support_labels, self.query, self.query_labels):
             h.update(str(tuple(t.shape)).encode())
-            h.update(t.cpu().to(torch.int64).numpy().astype("<i8").tobytes())
+            hash_index(h, t)
         return h.hexdigest()
 
     @classmethod
@@ -105,8 +157,10 @@ def sample_episodes(dataset: ClassDataset, ways: int, shots: int, queries: int, 
     counts = dataset.class_counts
     index = dataset.class_index
     need = shots + queries
-    picks = torch.empty(episodes, ways, need, dtype=torch.long)
-    classes = torch.empty(episodes, ways, dtype=torch.long)
+    # Written straight into the compact tensors kept: no [E, ways, shots+queries] int64 draft to split afterwards.
+    support = torch.empty(episodes, ways, shots, dtype=torch.int32)
+    query = torch.empty(episodes, ways, queries, dtype=torch.int32)
+    classes = torch.empty(episodes, ways, dtype=torch.int32)
     positions = torch.arange(index.shape[1])
     for e in range(episodes):
         g = torch.Generator().manual_seed(episode_seed(seed, start + e))
@@ -115,14 +169,15 @@ def sample_episodes(dataset: ClassDataset, ways: int, shots: int, queries: int, 
         keys = torch.rand(ways, index.shape[1], generator=g)
         keys[positions.unsqueeze(0) >= counts[chosen].unsqueeze(1)] = 2.0
         order = torch.argsort(keys, dim=1)[:, :need]
-        picks[e] = torch.gather(index[chosen], 1, order)
+        picks = torch.gather(index[chosen], 1, order)
+        support[e], query[e] = picks[:, :shots], picks[:, shots:]
         classes[e] = chosen
     labels = torch.arange(ways)
     return EpisodeSet(
-        support=picks[:, :, :shots].reshape(episodes, ways * shots),
-        support_labels=labels.repeat_interleave(shots).expand(episodes, -1).clone(),
-        query=picks[:, :, shots:].reshape(episodes, ways * queries),
-        query_labels=labels.repeat_interleave(queries).expand(episodes, -1).clone(),
+        support=support.reshape(episodes, ways * shots),
+        support_labels=shared_labels(labels.repeat_interleave(shots), episodes),
+        query=query.reshape(episodes, ways * queries),
+        query_labels=shared_labels(labels.repeat_interleave(queries), episodes),
         classes=classes,
         ways=ways, shots=shots, queries=queries, seed=seed,
         dataset_fingerprint=dataset.fingerprint(),

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from fewshot.data.dataset import ClassDataset
-from fewshot.data.episodes import EpisodeSet, check_episode_settings, episode_seed
+from fewshot.data.episodes import EpisodeSet, check_episode_settings, episode_seed, shared_labels
 
 __all__ = ["sample_group_disjoint_episodes"]
 
@@ -51,9 +51,9 @@ def sample_group_disjoint_episodes(dataset: ClassDataset, ways: int, shots: int,
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     groups = _groups_of(dataset, groups)
     counts, index = dataset.class_counts, dataset.class_index
-    support = torch.empty(episodes, ways, shots, dtype=torch.long)
-    query = torch.empty(episodes, ways, queries, dtype=torch.long)
-    classes = torch.empty(episodes, ways, dtype=torch.long)
+    support = torch.empty(episodes, ways, shots, dtype=torch.int32)    # compact, as EpisodeSet keeps them
+    query = torch.empty(episodes, ways, queries, dtype=torch.int32)
+    classes = torch.empty(episodes, ways, dtype=torch.int32)
     for e in range(episodes):
         g = torch.Generator().manual_seed(episode_seed(seed, start + e))
         chosen = torch.randperm(dataset.num_classes, generator=g)[:ways]
@@ -75,8 +75,8 @@ def sample_group_disjoint_episodes(dataset: ClassDataset, ways: int, shots: int,
     labels = torch.arange(ways)
     return EpisodeSet(
         support=support.reshape(episodes, ways * shots),
-        support_labels=labels.repeat_interleave(shots).expand(episodes, -1).clone(),
+        support_labels=shared_labels(labels.repeat_interleave(shots), episodes),
         query=query.reshape(episodes, ways * queries),
-        query_labels=labels.repeat_interleave(queries).expand(episodes, -1).clone(),
+        query_labels=shared_labels(labels.repeat_interleave(queries), episodes),
         classes=classes, ways=ways, shots=shots, queries=queries, seed=seed,
         dataset_fingerprint=dataset.fingerprint())

@@ -15,6 +15,9 @@ Episode ``i`` of the set seeded ``s`` draws all of that from one generator seede
 alone, in any batch and on any worker. A batch pads every episode to its widest one: rows and labels are ``-1`` at
 padding and ``support_mask`` / ``query_mask`` mark the real entries, so a method runs batched over episodes of any
 shape. The hash covers only the real entries, so it does not depend on how episodes were batched or padded.
+Rows and classes are kept as int32 (:mod:`fewshot.data.episodes`: the memory that grows with the episodes; labels
+stay int64, which one-hots and losses take), and a long set is drawn in blocks, so the per-episode drafts never
+outnumber a block.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch
 from torch import Tensor
 
 from fewshot.data.dataset import ClassDataset
-from fewshot.data.episodes import episode_seed
+from fewshot.data.episodes import episode_seed, hash_index
 
 __all__ = ["MetaDatasetConfig", "VariableEpisodeSet", "check_meta_dataset_settings", "sample_meta_dataset_episodes"]
 
@@ -134,10 +137,10 @@ class VariableEpisodeSet:
         for tensor, mask in ((self.support, self.support_mask), (self.support_labels, self.support_mask),
                              (self.query, self.query_mask), (self.query_labels, self.query_mask),
                              (self.classes, self.class_mask), (self.shots, self.class_mask)):
-            h.update(_bytes(mask.sum(1)))
-            h.update(_bytes(tensor[mask]))
-        h.update(_bytes(self.ways))
-        h.update(_bytes(self.queries))
+            hash_index(h, mask.sum(1))
+            hash_index(h, tensor[mask])
+        hash_index(h, self.ways)
+        hash_index(h, self.queries)
         return h.hexdigest()
 
     @classmethod
@@ -153,8 +156,7 @@ class VariableEpisodeSet:
 _TENSORS = ("support", "support_labels", "query", "query_labels", "classes", "ways", "shots", "queries")
 
 
-def _bytes(t: Tensor) -> bytes:
-    return t.cpu().to(torch.int64).numpy().astype("<i8").tobytes()
+_BLOCK = 1024   # episodes drawn before their drafts are packed into tensors
 
 
 def _fit(t: Tensor, width: int, fill: int) -> Tensor:
@@ -209,6 +211,14 @@ def sample_meta_dataset_episodes(dataset: ClassDataset, episodes: int, seed: int
     check_meta_dataset_settings(dataset, config)
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
+    blocks = [_sample_block(dataset, min(_BLOCK, episodes - lo), seed, start + lo, config)
+              for lo in range(0, episodes, _BLOCK)]
+    return blocks[0] if len(blocks) == 1 else VariableEpisodeSet.concat(blocks)
+
+
+def _sample_block(dataset: ClassDataset, episodes: int, seed: int, start: int,
+                  config: MetaDatasetConfig) -> VariableEpisodeSet:
+    """Episodes ``start .. start+episodes-1``, padded to the widest of them."""
     counts, index = dataset.class_counts, dataset.class_index
     positions = torch.arange(index.shape[1])
     drawn = []
@@ -228,15 +238,15 @@ def sample_meta_dataset_episodes(dataset: ClassDataset, episodes: int, seed: int
     query_width = max(len(d[2]) for d in drawn)
     ways_width = max(len(d[4]) for d in drawn)
 
-    def stack(i: int, width: int, fill: int) -> Tensor:
-        out = torch.full((episodes, width), fill, dtype=torch.long)
+    def stack(i: int, width: int, fill: int, dtype: torch.dtype = torch.int64) -> Tensor:
+        out = torch.full((episodes, width), fill, dtype=dtype)
         for e, d in enumerate(drawn):
             out[e, :len(d[i])] = d[i]
         return out
 
     return VariableEpisodeSet(
-        support=stack(0, support_width, -1), support_labels=stack(1, support_width, -1),
-        query=stack(2, query_width, -1), query_labels=stack(3, query_width, -1),
-        classes=stack(4, ways_width, -1), ways=torch.tensor([len(d[4]) for d in drawn]),
+        support=stack(0, support_width, -1, torch.int32), support_labels=stack(1, support_width, -1),
+        query=stack(2, query_width, -1, torch.int32), query_labels=stack(3, query_width, -1),
+        classes=stack(4, ways_width, -1, torch.int32), ways=torch.tensor([len(d[4]) for d in drawn]),
         shots=stack(5, ways_width, 0), queries=torch.tensor([d[6] for d in drawn]),
         seed=seed, dataset_fingerprint=dataset.fingerprint(), config=config)

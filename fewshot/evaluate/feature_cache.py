@@ -13,7 +13,8 @@ rows, and every stored row is the feature of that row. Set ``FEWSHOT_FEATURE_CAC
 Features are keyed independently of the device that computed them (CPU and CUDA results agree to float rounding),
 and of the memory format: on the CPU the backbone runs in ``channels_last`` (1.6x faster for EfficientNet-Lite0 at
 224 px, ``benchmarks/perf/embed_throughput.py``; features equal to float rounding); ``FEWSHOT_CHANNELS_LAST=1`` or
-``0`` forces it on or off (on a GPU it stays off until measured there).
+``0`` forces it on or off (on a GPU it stays off until measured there). Features computed under autocast
+(``precision`` bf16 or fp16) are keyed with their precision, so they never stand in for float32 ones.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from fewshot.core.cache import DataCache
 from fewshot.data.dataset import ClassDataset
 from fewshot.evaluate.backoff import Chunking, chunked
+from fewshot.evaluate.precision import DEFAULT_PRECISION, autocast
 
 try:
     import fcntl
@@ -158,16 +160,20 @@ def _write(cache: DataCache, key: str, label: str, identity: dict[str, Any], fea
 @torch.no_grad()
 def cached_features(backbone: nn.Module, dataset: ClassDataset, rows: Tensor, device: torch.device | str, *,
                     batch_size: int = 64, progress: bool = True, root: str | os.PathLike | None = None,
-                    save_every: float = 120.0, channels_last: bool | None = None) -> CachedFeatures:
+                    save_every: float = 120.0, channels_last: bool | None = None,
+                    precision: str = DEFAULT_PRECISION) -> CachedFeatures:
     """Features ``[len(rows), D]`` of ``dataset`` rows ``rows`` from ``backbone``, through the on-disk cache.
 
     Missing rows are embedded in eval mode in batches on ``device``; the file is written every ``save_every``
     seconds of embedding and at the end, so an interrupted run resumes where it stopped. ``channels_last``
-    (default :func:`prefer_channels_last`) runs the backbone in that memory format.
+    (default :func:`prefer_channels_last`) runs the backbone in that memory format; ``precision`` under that
+    autocast, in entries of their own.
     """
     identity = cache_identity(backbone)
     if identity is None:
         raise ValueError(f"{type(backbone).__name__} has no feature_cache_identity: its features are not cacheable")
+    if precision != DEFAULT_PRECISION:      # float32 entries keep their keys
+        identity = {**identity, "precision": precision}
     start = time.perf_counter()
     cache, key, label = _cache(root), feature_cache_key(identity, dataset), _label(dataset)
     path = cache.path(key, label)
@@ -184,7 +190,9 @@ def cached_features(backbone: nn.Module, dataset: ClassDataset, rows: Tensor, de
     def work(lo: int, hi: int) -> None:
         nonlocal last_save
         batch = missing[lo:hi]
-        out = backbone(dataset.gather(batch, device)).reshape(len(batch), -1).float().cpu()
+        with autocast(precision, device):
+            out = backbone(dataset.gather(batch, device))
+        out = out.reshape(len(batch), -1).float().cpu()
         if state["features"] is None:
             state["features"] = torch.zeros(len(dataset), out.shape[1])
         state["features"][batch] = out

@@ -4,7 +4,8 @@ A backbone with a ``feature_cache_identity`` (a frozen pretrained one) goes thro
 (:mod:`fewshot.evaluate.feature_cache`), unless the method overrides :meth:`FewShotMethod.embed`. Either way the
 images go through the backbone in chunks of ``batch_size``, halved on an out-of-memory error
 (:mod:`fewshot.evaluate.backoff`). The cached path runs the backbone in ``channels_last`` on the CPU
-(:func:`fewshot.evaluate.feature_cache.prefer_channels_last`).
+(:func:`fewshot.evaluate.feature_cache.prefer_channels_last`). A ``precision`` other than fp32 runs the backbone
+under autocast (:mod:`fewshot.evaluate.precision`), and its cached features are kept apart from float32 ones.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from fewshot.data.dataset import ClassDataset
 from fewshot.evaluate.backoff import Chunking, chunked
+from fewshot.evaluate.precision import DEFAULT_PRECISION, autocast
 from fewshot.methods.base import FewShotMethod
 
 
@@ -41,7 +43,8 @@ def default_batch_size(device: torch.device | str, cached: bool = False) -> int:
 
 @torch.no_grad()
 def embed(method: FewShotMethod, dataset: ClassDataset, rows: Tensor, device: torch.device | str,
-          batch_size: int | None = None, progress: bool = True, cache: bool = True) -> Embedded:
+          batch_size: int | None = None, progress: bool = True, cache: bool = True,
+          precision: str = DEFAULT_PRECISION) -> Embedded:
     """Features ``[len(rows), D]`` of dataset rows ``rows``, computed in eval mode in batches on ``device``, and
     how they were computed.
 
@@ -54,13 +57,18 @@ def embed(method: FewShotMethod, dataset: ClassDataset, rows: Tensor, device: to
 
         if feature_cache.enabled() and feature_cache.cache_identity(method.backbone) is not None:
             found = feature_cache.cached_features(method.backbone, dataset, rows, device, progress=progress,
-                                                  batch_size=batch_size or default_batch_size(device, cached=True))
+                                                  batch_size=batch_size or default_batch_size(device, cached=True),
+                                                  precision=precision)
             return Embedded(found.features, found.chunking, found.channels_last)
     batch_size = batch_size or default_batch_size(device)
     if not len(rows):
         raise ValueError("no rows to embed")
-    chunks, chunking = chunked(len(rows), batch_size,
-                               lambda lo, hi: method.embed(dataset.gather(rows[lo:hi], device)),
+
+    def work(lo: int, hi: int) -> Tensor:
+        with autocast(precision, device):
+            return method.embed(dataset.gather(rows[lo:hi], device))
+
+    chunks, chunking = chunked(len(rows), batch_size, work,
                                device=torch.device(device), desc="embed",
                                progress=progress and len(rows) > 4 * batch_size)
     return Embedded(torch.cat(chunks), chunking)

@@ -5,7 +5,8 @@ episodes are cut into one contiguous block per rank, each rank embeds only the i
 runs only its own episodes, for methods that adapt with gradients), and the per-episode accuracies are gathered
 in episode order. Every batch holds the episodes it holds in a single process, so the accuracies are those of a
 single-process run. An out-of-memory error halves the batch (of episodes, or of images when embedding) and
-retries (:mod:`fewshot.evaluate.backoff`); what was used is in :attr:`EvalResult.used`.
+retries (:mod:`fewshot.evaluate.backoff`); what was used is in :attr:`EvalResult.used`. ``precision`` runs the
+embedding and the method's forward under autocast (:mod:`fewshot.evaluate.precision`).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import torch
 
 from fewshot.core import distributed
 from fewshot.data.dataset import ClassDataset
-from fewshot.data.episodes import EpisodeSet
+from fewshot.data.episodes import EpisodeSet, as_index
 from fewshot.evaluate.backoff import chunked
 from fewshot.evaluate.features import embed
+from fewshot.evaluate.precision import DEFAULT_PRECISION, autocast, check_precision
 from fewshot.evaluate.stats import MeanCI, mean_ci
 from fewshot.methods.base import FewShotMethod
 
@@ -45,6 +47,9 @@ class EvalResult:
         return mean_ci(self.accuracies)
 
 
+_MARK_EPISODES = 4096
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` (or None) means CUDA when present, else the CPU."""
     if device is None or str(device) == "auto":
@@ -60,18 +65,20 @@ def shard_bounds(episodes: int, batch_size: int, rank: int, world: int) -> tuple
 
 def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet, *,
              device: str | torch.device | None = "auto", batch_size: int | None = None,
-             embed_batch_size: int | None = None, progress: bool = True) -> EvalResult:
+             embed_batch_size: int | None = None, progress: bool = True,
+             precision: str = DEFAULT_PRECISION) -> EvalResult:
     """Accuracy of ``method`` on every episode of ``episodes`` drawn from ``dataset``.
 
     Frozen-feature methods see each image once: the rows used by any episode are embedded first (in calls of
     ``embed_batch_size`` images), then every batch of ``batch_size`` episodes is classified from those features.
     Other methods receive images, a batch of episodes at a time, and may adapt with gradients (the harness does
     not turn them off). In a distributed job every rank calls this with the same episodes and gets the same
-    result.
+    result. ``precision`` (``fp32``, ``bf16``, ``fp16`` on CUDA) is the autocast dtype of the forward passes.
     """
     if not dataset.holds_episodes_of(episodes.dataset_fingerprint):
         raise ValueError("these episodes were drawn from another dataset (fingerprints differ)")
     device = resolve_device(device)
+    check_precision(precision, device)
     method.to(device).eval()
     batch_size = batch_size or method.eval_batch_size
     world, rank = distributed.world_size(), distributed.rank()
@@ -79,7 +86,8 @@ def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet,
     start = time.perf_counter()
     lo, hi = shard_bounds(len(episodes), batch_size, rank, world)
     parts = distributed.gather_results(
-        lambda: _evaluate_block(method, dataset, episodes[lo:hi], device, batch_size, embed_batch_size, progress))
+        lambda: _evaluate_block(method, dataset, episodes[lo:hi], device, batch_size, embed_batch_size, progress,
+                                precision))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -90,7 +98,8 @@ def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet,
     for _, times, _ in parts:              # each phase as long as it took the slowest rank
         for key, value in times.items():
             timings[key] = max(value, timings.get(key, value))
-    return EvalResult(accuracies, episodes.hash, str(device), seconds, timings, _merge_used(parts, batch_size))
+    used = {**_merge_used(parts, batch_size), "precision": precision}
+    return EvalResult(accuracies, episodes.hash, str(device), seconds, timings, used)
 
 
 def _merge_used(parts: list[tuple[np.ndarray, dict, dict]], batch_size: int) -> dict[str, Any]:
@@ -107,8 +116,8 @@ def _merge_used(parts: list[tuple[np.ndarray, dict, dict]], batch_size: int) -> 
 
 
 def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet, device: torch.device,
-                    batch_size: int, embed_batch_size: int | None,
-                    progress: bool) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+                    batch_size: int, embed_batch_size: int | None, progress: bool,
+                    precision: str = DEFAULT_PRECISION) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
     """Accuracies of the episodes of one rank's block, its timings and what it used."""
     if len(episodes) == 0:                  # more ranks than batches: this rank has nothing to do
         return np.zeros(0, dtype=np.float64), {}, {}
@@ -121,14 +130,16 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
         # dataset's rows, so memory follows the dataset, not the episodes (a torch.unique with return_inverse
         # over every index costs ~30 bytes per index: 180 MiB at 60,000 5-way 5-shot episodes).
         needed = torch.zeros(len(dataset), dtype=torch.bool)
-        needed[episodes.support.flatten()] = True
-        needed[episodes.query.flatten()] = True
+        for lo in range(0, len(episodes), _MARK_EPISODES):      # blocks: the int64 index a mark makes stays small
+            needed[as_index(episodes.support[lo:lo + _MARK_EPISODES])] = True
+            needed[as_index(episodes.query[lo:lo + _MARK_EPISODES])] = True
         rows = torch.nonzero(needed).flatten()
         position = torch.full((len(dataset),), -1, dtype=torch.long)
         position[rows] = torch.arange(len(rows))
         del needed
-        embedded = embed(method, dataset, rows, device, batch_size=embed_batch_size, progress=progress)
-        features = embedded.features
+        embedded = embed(method, dataset, rows, device, batch_size=embed_batch_size, progress=progress,
+                         precision=precision)
+        features = embedded.features.float()     # the classifying step gets float32 inputs (its own autocast)
         if embedded.chunking is not None:
             used.update(embed_batch_size=embedded.chunking.requested, embed_batch_used=embedded.chunking.used,
                         embed_channels_last=embedded.channels_last)
@@ -148,12 +159,13 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
 
     def accuracy(lo: int, hi: int) -> None:
         support, query = inputs(lo, hi)
-        support_labels = episodes.support_labels[lo:hi].to(device)
-        query_labels = episodes.query_labels[lo:hi].to(device)
-        if method.frozen_features:
-            logits = method.logits_from_features(support, support_labels, query, episodes.ways)
-        else:
-            logits = method(support, support_labels, query, episodes.ways)
+        support_labels = as_index(episodes.support_labels[lo:hi], device)
+        query_labels = as_index(episodes.query_labels[lo:hi], device)
+        with autocast(precision, device):
+            if method.frozen_features:
+                logits = method.logits_from_features(support, support_labels, query, episodes.ways)
+            else:
+                logits = method(support, support_labels, query, episodes.ways)
         expected = (hi - lo, query_labels.shape[1], episodes.ways)
         if tuple(logits.shape) != expected:
             raise RuntimeError(f"{method.name} returned logits of shape {tuple(logits.shape)}, expected {expected}")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from fewshot.core.atomic import atomic_torch_save as atomic_save, remove_orphans
 from fewshot.core.errors import DataError, UsageError, UserError
 from fewshot.data.dataset import ClassDataset
-from fewshot.data.episodes import sample_episodes
+from fewshot.data.episodes import as_index, sample_episodes
 from fewshot.methods.base import FewShotMethod, TrainKind
 from fewshot.train.config import TrainConfig
 from fewshot.train.session import TrainSession, loss_curve, loss_warnings
@@ -138,8 +138,8 @@ def train_episodic(method: FewShotMethod, dataset: ClassDataset, config: TrainCo
                                    seed=session.seed, start=step * config.meta_batch)
         support = dataset.gather(episodes.support, device)
         query = dataset.gather(episodes.query, device)
-        loss = method.episode_loss(support, episodes.support_labels.to(device), query,
-                                   episodes.query_labels.to(device), config.ways).mean()
+        loss = method.episode_loss(support, as_index(episodes.support_labels, device), query,
+                                   as_index(episodes.query_labels, device), config.ways).mean()
         loss_value = _check_finite(loss, step, config, session)
         opt.zero_grad(set_to_none=True)
         loss.backward()
