@@ -271,3 +271,24 @@ def test_adaptation_and_meta_gradient_match_learn2learn(name):
     loss = trained.train().episode_loss(support, support_labels, query, query_labels, WAYS).mean()
     for got, expected in zip(meta_grads(trained, loss), want, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_tasks_per_call_keeps_a_cpu_call_near_100_images_and_batches_all_elsewhere():
+    from fewshot.methods.per_task import tasks_per_call
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [tasks_per_call(32, n, cpu) for n in (80, 50, 25, 10, 2)] == [1, 2, 4, 10, 32]
+    assert tasks_per_call(3, 25, cpu) == 3 and tasks_per_call(32, 80, cuda) == 32
+
+
+def test_fused_batch_norm_affine_equals_the_separate_scale_and_shift():
+    from fewshot.backbones.batch_stats import BatchStatNorm, fused_affine
+
+    norm = BatchStatNorm(nn.BatchNorm2d(4)).double()
+    nn.init.normal_(norm.weight)
+    nn.init.normal_(norm.bias)
+    x = torch.randn(6, 4, 5, 5, dtype=torch.float64)
+    with fused_affine():
+        fused = norm(x)
+    torch.testing.assert_close(fused, norm(x), rtol=1e-12, atol=1e-12)
+    assert not torch.equal(fused, F.batch_norm(x, None, None, training=True))
