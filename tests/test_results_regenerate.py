@@ -69,11 +69,12 @@ def test_readme_sections_regenerate_from_their_records(name, body):
     assert readme_section(content, command) == body
 
 
-def test_maml_throughput_table_regenerates_from_its_json():
-    """benchmarks/perf/maml_throughput.py measures, stores everything in the JSON, then writes the table with
+@pytest.mark.parametrize("name", ["maml_throughput", "train_throughput"])
+def test_throughput_table_regenerates_from_its_json(name):
+    """benchmarks/perf/<name>.py measures, stores everything in the JSON, then writes the table with
     render_markdown; the table is rebuilt here from the JSON alone."""
-    spec = importlib.util.spec_from_file_location("maml_throughput", ROOT / "benchmarks" / "perf" / "maml_throughput.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "perf" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    expected = script.render_markdown(json.loads((RESULTS / "perf" / "maml_throughput.json").read_text()))
-    assert (RESULTS / "perf" / "maml_throughput.md").read_text() == expected
+    expected = script.render_markdown(json.loads((RESULTS / "perf" / f"{name}.json").read_text()))
+    assert (RESULTS / "perf" / f"{name}.md").read_text() == expected

@@ -182,7 +182,10 @@ def test_every_folder_has_a_table_with_one_row_per_record(page):
         assert len(rows) == count == int(table["attrs"]["data-records"])
         assert len(table["rows"]) == int(table["attrs"]["data-rows"])
         assert sorted(r["dd"]["record"] for r in rows) == sorted(p for p in records if p.startswith(folder + "/"))
-    assert [r["cells"][0]["text"] for r in tables["table-perf-maml-throughput"]["rows"]] == ["batched", "loop"]
+    assert [(r["cells"][0]["text"], r["cells"][1]["text"]) for r in tables["table-perf-maml-throughput"]["rows"]] == [
+        (m, i) for m in ("maml", "fomaml", "anil") for i in ("suite", "one vmap", "loop")]
+    assert [r["cells"][0]["text"] for r in tables["table-perf-train-throughput"]["rows"]] == [
+        "protonet", "protonet", "supervised", "supervised"]
 
 
 def test_paper_rows_come_from_the_spec(page):

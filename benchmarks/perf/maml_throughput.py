@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -39,10 +40,8 @@ from fewshot.results.records import environment, now
 from fewshot.train.config import TrainConfig
 from fewshot.train.loop import make_optimizer
 
-try:
-    from timing import alternate
-except ImportError:  # imported as benchmarks.perf.maml_throughput
-    from benchmarks.perf.timing import alternate
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared timing module beside this script
+from timing import alternate  # noqa: E402
 
 IMPLEMENTATIONS = ("suite", "one vmap", "loop")
 
@@ -97,14 +96,14 @@ def render_markdown(result: dict) -> str:
         "| method | " + " | ".join(IMPLEMENTATIONS) + " | suite / loop | suite / one vmap | other processes' CPU |",
         "| --- | " + " | ".join("---:" for _ in IMPLEMENTATIONS) + " | ---: | ---: | ---: |",
     ]
-    for name, r in result["methods"].items():
+    for name, r in result["throughput"]["groups"].items():
         median = r["median"]
         lines.append(f"| {name} | " + " | ".join(f"{median[i]:.1f}" for i in IMPLEMENTATIONS)
                      + f" | **{median['suite'] / median['loop']:.2f}x** | {median['suite'] / median['one vmap']:.2f}x"
                      + f" | {r['other_cpu_percent']:.0f}% |")
     lines += ["", f"Rounds (tasks/s): " + "; ".join(
         f"{name} {i}: {', '.join(f'{x:.1f}' for x in r['rounds'][i])}"
-        for name, r in result["methods"].items() for i in IMPLEMENTATIONS), ""]
+        for name, r in result["throughput"]["groups"].items() for i in IMPLEMENTATIONS), ""]
     return "\n".join(lines)
 
 
@@ -192,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{median['suite'] / median['one vmap']:.2f}x; other processes used "
               f"{results[name]['other_cpu_percent']:.0f}% of a core", flush=True)
 
-    result = {"benchmark": "maml_throughput", "created": now(), "settings": vars(args), "methods": results,
+    result = {"benchmark": "maml_throughput", "created": now(), "settings": vars(args),
+              "throughput": {"unit": "tasks/s", "groups": results},
               "environment": environment(str(device))}
     out = Path(args.out)
     atomic_write_text(out / "maml_throughput.json", json.dumps(result, indent=1) + "\n")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -32,10 +33,8 @@ from fewshot.results.records import environment, now
 from fewshot.train.config import TrainConfig
 from fewshot.train.loop import fit
 
-try:
-    from timing import alternate
-except ImportError:  # imported as benchmarks.perf.train_throughput
-    from benchmarks.perf.timing import alternate
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared timing module beside this script
+from timing import alternate  # noqa: E402
 
 
 def dataset(classes: int, per_class: int, size: int) -> ClassDataset:
@@ -89,12 +88,12 @@ def render_markdown(result: dict) -> str:
         "| training | batch | suite (steps/s) | loop (steps/s) | suite / loop | other processes' CPU |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for name, r in result["trainings"].items():
+    for name, r in result["throughput"]["groups"].items():
         m = r["median"]
         lines.append(f"| {name} | {r['batch']} | {m['suite']:.2f} | {m['loop']:.2f} | **{m['suite'] / m['loop']:.2f}x** "
                      f"| {r['other_cpu_percent']:.0f}% |")
     lines += ["", "Rounds (steps/s): " + "; ".join(f"{n} {k}: {', '.join(f'{x:.2f}' for x in r['rounds'][k])}"
-                                                for n, r in result["trainings"].items() for k in ("suite", "loop")), ""]
+                                                for n, r in result["throughput"]["groups"].items() for k in ("suite", "loop")), ""]
     return "\n".join(lines)
 
 
@@ -154,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         m = trainings[name]["median"]
         print(f"{name}: suite/loop = {m['suite'] / m['loop']:.2f}x (other processes: "
               f"{trainings[name]['other_cpu_percent']:.0f}% of a core)", flush=True)
-    result = {"benchmark": "train_throughput", "created": now(), "settings": vars(args), "trainings": trainings,
+    result = {"benchmark": "train_throughput", "created": now(), "settings": vars(args),
+              "throughput": {"unit": "steps/s", "groups": trainings},
               "environment": environment("cpu")}
     out = Path(args.out)
     atomic_write_text(out / "train_throughput.json", json.dumps(result, indent=1) + "\n")

@@ -194,26 +194,36 @@ def _curves(folder: Folder, rows: list[Row]) -> str:
 
 
 def _benchmark(folder: Folder, path: str, data: dict, link_base: str) -> str:
-    """A result file that is not a run record: a throughput benchmark's table and bar chart, or the file."""
+    """A result file that is not a run record: a throughput benchmark's table and bar chart, or the file.
+
+    A throughput file has ``{"throughput": {"unit": ..., "groups": {group: {"median": {variant: rate}, "rounds":
+    {variant: [rates]}, "other_cpu_percent": p}}}}`` (``benchmarks/perf/timing.py`` writes the group part)."""
     title = f"{data.get('benchmark', PurePosixPath(path).stem)} ({path})"
-    rates = data.get("tasks_per_second") or {}
-    median, rounds = rates.get("median") or {}, rates.get("rounds") or {}
+    throughput = data.get("throughput") or {}
+    groups, unit = throughput.get("groups") or {}, str(throughput.get("unit", "per s"))
     where = _dl([("file", path), ("settings", _pairs(data.get("settings") or {})),
                  ("environment", _pairs(data.get("environment") or {})),
                  ("time", f"recorded {data.get('created', 'unknown')}"),
                  ("commit", str((data.get("environment") or {}).get("git_revision") or "unknown"))])
-    if not median:
+    if not groups:
         return (f"<h3>{escape(title)}</h3><details><summary>file</summary>"
                 f"<pre>{escape(json.dumps(data, indent=1, sort_keys=True))}</pre></details>")
-    names = sorted(median)
-    body = [("rec", _td(n, n) + _td(f"{median[n]:.2f}", median[n]) +
-             _td(", ".join(f"{v:.2f}" for v in rounds.get(n, [])), len(rounds.get(n, []))) +
-             _td(f'<details class="provenance"><summary>record</summary>{where}<p><a href="'
-                 f'{escape(link_base + "/" + path)}">{escape(path)}</a></p></details>', raw=True)) for n in names]
+    provenance = _td(f'<details class="provenance"><summary>record</summary>{where}<p><a href="'
+                     f'{escape(link_base + "/" + path)}">{escape(path)}</a></p></details>', raw=True)
+    body, labels, values = [], [], []
+    for group, timing in groups.items():
+        median, rounds = timing.get("median") or {}, timing.get("rounds") or {}
+        other = timing.get("other_cpu_percent")
+        for name, rate in median.items():
+            body.append(("rec", _td(group, group) + _td(name, name) + _td(f"{rate:.2f}", rate) +
+                         _td(", ".join(f"{v:.2f}" for v in rounds.get(name, [])), len(rounds.get(name, []))) +
+                         _td("" if other is None else f"{other:.0f}%", other or 0) + provenance))
+            labels.append(f"{group}: {name}")
+            values.append(float(rate))
     table = _table(_id("table", folder.name, PurePosixPath(path).stem),
-                   [("implementation", "text"), ("tasks/s (median)", "num"), ("rounds", "num"), ("provenance", "")],
-                   body, len(body))
-    plot = bar_plot(names, [float(median[n]) for n in names], ylabel="tasks/s (median)", title=title)
+                   [("group", "text"), ("implementation", "text"), (f"{unit} (median)", "num"), ("rounds", "num"),
+                    ("other processes' CPU", "num"), ("provenance", "")], body, len(body))
+    plot = bar_plot(labels, values, ylabel=f"{unit} (median)", title=title)
     return f"<h3>{escape(title)}</h3>{table}<div class=\"plots\">{plot}</div>"
 
 
