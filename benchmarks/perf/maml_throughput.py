@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,14 +33,12 @@ from torch import nn
 from torch.func import functional_call
 
 from fewshot.backbones import create_backbone
-from fewshot.core.atomic import atomic_write_text
 from fewshot.methods import create_method
-from fewshot.results.records import environment, now
 from fewshot.train.config import TrainConfig
 from fewshot.train.loop import make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared timing module beside this script
-from timing import alternate  # noqa: E402
+from timing import alternate, write_throughput  # noqa: E402
 
 IMPLEMENTATIONS = ("suite", "one vmap", "loop")
 
@@ -101,7 +98,7 @@ def render_markdown(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{median[i]:.1f}" for i in IMPLEMENTATIONS)
                      + f" | **{median['suite'] / median['loop']:.2f}x** | {median['suite'] / median['one vmap']:.2f}x"
                      + f" | {r['other_cpu_percent']:.0f}% |")
-    lines += ["", f"Rounds (tasks/s): " + "; ".join(
+    lines += ["", "Rounds (tasks/s): " + "; ".join(
         f"{name} {i}: {', '.join(f'{x:.1f}' for x in r['rounds'][i])}"
         for name, r in result["throughput"]["groups"].items() for i in IMPLEMENTATIONS), ""]
     return "\n".join(lines)
@@ -191,13 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{median['suite'] / median['one vmap']:.2f}x; other processes used "
               f"{results[name]['other_cpu_percent']:.0f}% of a core", flush=True)
 
-    result = {"benchmark": "maml_throughput", "created": now(), "settings": vars(args),
-              "throughput": {"unit": "tasks/s", "groups": results},
-              "environment": environment(str(device))}
-    out = Path(args.out)
-    atomic_write_text(out / "maml_throughput.json", json.dumps(result, indent=1) + "\n")
-    atomic_write_text(out / "maml_throughput.md", render_markdown(result))
-    return result
+    return write_throughput("maml_throughput", vars(args), "tasks/s", results, str(device), args.out, render_markdown)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """What every throughput script shares: variants timed in turns, and the CPU other processes took meanwhile."""
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
+
+from fewshot.core.atomic import atomic_write_text
+from fewshot.results.records import environment, now
 
 
 def busy_jiffies() -> tuple[int, int]:
@@ -39,3 +44,14 @@ def alternate(variants: dict[str, Callable[[], float]], rounds: int,
     other = 100.0 * ((machine1 - machine0) - (own1 - own0)) / ticks / max(time.monotonic() - start, 1e-9)
     return {"median": {name: statistics.median(v) for name, v in rates.items()}, "rounds": rates,
             "other_cpu_percent": max(0.0, other)}
+
+
+def write_throughput(name: str, settings: dict, unit: str, groups: dict, device: str, out: str | os.PathLike,
+                     render: Callable[[dict], str]) -> dict[str, Any]:
+    """Store a throughput result as ``<out>/<name>.json`` (the shape the results page reads) and its table
+    ``<name>.md`` (``render`` of the stored result alone); returns the result."""
+    result = {"benchmark": name, "created": now(), "settings": settings,
+              "throughput": {"unit": unit, "groups": groups}, "environment": environment(device)}
+    atomic_write_text(Path(out) / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(Path(out) / f"{name}.md", render(result))
+    return result

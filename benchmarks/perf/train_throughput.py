@@ -15,7 +15,6 @@ It prints steps/s and images/s per loop and writes ``results/perf/train_throughp
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,16 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.backbones import create_backbone
-from fewshot.core.atomic import atomic_write_text
 from fewshot.data import ClassDataset
 from fewshot.methods import create_method
 from fewshot.methods.protonet import squared_distances
-from fewshot.results.records import environment, now
 from fewshot.train.config import TrainConfig
 from fewshot.train.loop import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared timing module beside this script
-from timing import alternate  # noqa: E402
+from timing import alternate, write_throughput  # noqa: E402
 
 
 def dataset(classes: int, per_class: int, size: int) -> ClassDataset:
@@ -153,13 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         m = trainings[name]["median"]
         print(f"{name}: suite/loop = {m['suite'] / m['loop']:.2f}x (other processes: "
               f"{trainings[name]['other_cpu_percent']:.0f}% of a core)", flush=True)
-    result = {"benchmark": "train_throughput", "created": now(), "settings": vars(args),
-              "throughput": {"unit": "steps/s", "groups": trainings},
-              "environment": environment("cpu")}
-    out = Path(args.out)
-    atomic_write_text(out / "train_throughput.json", json.dumps(result, indent=1) + "\n")
-    atomic_write_text(out / "train_throughput.md", render_markdown(result))
-    return result
+    return write_throughput("train_throughput", vars(args), "steps/s", trainings, "cpu", args.out, render_markdown)
 
 
 if __name__ == "__main__":

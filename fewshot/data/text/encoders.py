@@ -122,8 +122,17 @@ def _shared(folder: str) -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise EncoderNotFound("text encoders need sentence-transformers: pip install 'fewshot[text]'") from None
-    # local_files_only: the folder is the whole model; nothing may be fetched.
-    model = SentenceTransformer(folder, device="cpu", local_files_only=True)
+    from transformers.utils import logging as transformers_logging
+
+    # local_files_only: the folder is the whole model; nothing may be fetched. The sub-second load's own progress
+    # bar would break --quiet and the suite's own bars, so it stays off.
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        model = SentenceTransformer(folder, device="cpu", local_files_only=True)
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
     model.eval()
     if getattr(model, "default_prompt_name", None):
         raise UserError(f"encoder {folder} sets a default prompt ({model.default_prompt_name!r}); encoders with "
