@@ -84,11 +84,18 @@ class FineTune(FewShotMethod):
 def fit_heads(support: Tensor, support_labels: Tensor, ways: int, config: FineTuneConfig) -> Params:
     """One linear head per episode ``{weight: [E, ways, D], bias: [E, ways]}`` trained on the support features."""
     support = support.detach()
-    head = zero_heads(support.shape[0], ways, support.shape[-1], support)
-    optimiser = BatchedAdam({"weight": config.lr, "bias": config.lr}, weight_decay=config.weight_decay)
-    head_grads = vmap(grad(head_loss))
-    for _ in range(config.steps):
-        head = optimiser.step(head, head_grads(head, support, support_labels))
+    return train_heads(zero_heads(support.shape[0], ways, support.shape[-1], support), head_loss,
+                       (support, support_labels), config.steps, config.lr, config.weight_decay)
+
+
+def train_heads(head: Params, loss: Callable[..., Tensor], inputs: tuple[Tensor, ...], steps: int, lr: float,
+                weight_decay: float = 0.0) -> Params:
+    """``steps`` full-batch :class:`BatchedAdam` steps of per-episode heads ``head`` (leading dimension E) on
+    ``loss(one_head, *one_episode_inputs)``, ``vmap``-ped over episodes."""
+    optimiser = BatchedAdam({k: lr for k in head}, weight_decay=weight_decay)
+    head_grads = vmap(grad(loss))
+    for _ in range(steps):
+        head = optimiser.step(head, head_grads(head, *inputs))
     return head
 
 

@@ -138,12 +138,22 @@ class LinearProbe(FewShotMethod):
     Config = LinearProbeConfig
 
     def logits_from_features(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
-        cfg = self.config
-        if cfg.normalize:
+        if self.config.normalize:
             support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-        weight, bias, _ = fit_logistic_regression(support, support_labels, ways, cfg.C, cfg.fit_intercept,
-                                                  cfg.max_iter, cfg.tol)
-        return query @ weight.transpose(1, 2) + bias.unsqueeze(1)
+        return regression_logits(support, support_labels, query, ways, self.regularisation(), self.config)
+
+    def regularisation(self) -> float:
+        """The inverse L2 strength ``C`` the episodes are fitted with."""
+        return float(self.config.C)
+
+
+def regression_logits(support: Tensor, support_labels: Tensor, query: Tensor, ways: int, C: float,
+                      config: LinearProbeConfig) -> Tensor:
+    """Query logits ``[E, Q, ways]`` of the logistic regression with strength ``C`` fitted on each episode's support
+    (features used as given)."""
+    weight, bias, _ = fit_logistic_regression(support, support_labels, ways, float(C), config.fit_intercept,
+                                              config.max_iter, config.tol)
+    return query @ weight.transpose(1, 2) + bias.unsqueeze(1)
 
 
 @register_method("rfs")

@@ -14,7 +14,7 @@ Ties go to the smallest ``C`` (the strongest penalty) of the grid.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from fewshot.core.errors import UsageError
 from fewshot.core.hashing import sha256_json
 from fewshot.data import ClassDataset, sample_episodes
 from fewshot.methods.base import TrainKind, register_method
-from fewshot.methods.linear_probe import LinearProbe, LinearProbeConfig, fit_logistic_regression
+from fewshot.methods.linear_probe import LinearProbe, LinearProbeConfig, regression_logits
 from fewshot.train.config import TrainConfig
 
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -42,12 +42,7 @@ def probe_logits(support: Tensor, support_labels: Tensor, query: Tensor, ways: i
     """The probe's logits ``[G, E, Q, ways]`` for every ``C`` of ``config.grid`` (features as in ``LinearProbe``)."""
     if config.normalize:
         support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-    out = []
-    for C in config.grid:
-        weight, bias, _ = fit_logistic_regression(support, support_labels, ways, float(C), config.fit_intercept,
-                                                  config.max_iter, config.tol)
-        out.append(query @ weight.transpose(1, 2) + bias.unsqueeze(1))
-    return torch.stack(out)
+    return torch.stack([regression_logits(support, support_labels, query, ways, C, config) for C in config.grid])
 
 
 def grid_accuracies(logits: Tensor, labels: Tensor) -> Tensor:
@@ -88,13 +83,8 @@ class ValidatedLinearProbe(LinearProbe):
         self.chosen_C.fill_(C)
         return 1.0 - float(scores.max())     # the selection error of the chosen C
 
-    def logits_from_features(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
-        cfg = self.config
-        if cfg.normalize:
-            support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-        weight, bias, _ = fit_logistic_regression(support, support_labels, ways, float(self.chosen_C),
-                                                  cfg.fit_intercept, cfg.max_iter, cfg.tol)
-        return query @ weight.transpose(1, 2) + bias.unsqueeze(1)
+    def regularisation(self) -> float:
+        return float(self.chosen_C)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "chosen_C": float(self.chosen_C)}

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.func import grad, vmap
 
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
-from fewshot.methods.finetune import BatchedAdam, Params
+from fewshot.methods.finetune import Params, train_heads
 from fewshot.methods.protonet import class_means
 
 
@@ -60,10 +59,7 @@ class TransductiveFineTune(FewShotMethod):
     def logits_from_features(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
         cfg = self.config
         support, query = F.normalize(support.detach(), dim=-1), F.normalize(query.detach(), dim=-1)
-        head = imprinted_heads(support, support_labels, ways, cfg.temperature)
-        optimiser = BatchedAdam({"weight": cfg.lr, "bias": cfg.lr})
-        step = vmap(grad(lambda h, s, y, q: episode_loss(h, s, y, q, cfg.entropy_weight)))
-        with torch.enable_grad():
-            for _ in range(cfg.steps):
-                head = optimiser.step(head, step(head, support, support_labels, query))
+        head = train_heads(imprinted_heads(support, support_labels, ways, cfg.temperature),
+                           lambda h, s, y, q: episode_loss(h, s, y, q, cfg.entropy_weight),
+                           (support, support_labels, query), cfg.steps, cfg.lr)
         return torch.einsum("eqd,ewd->eqw", query, head["weight"]) + head["bias"].unsqueeze(1)
