@@ -26,7 +26,7 @@ from fewshot.core.hashing import sha256_json
 from fewshot.core.paths import cache_dir
 from fewshot.train.presets import train_preset
 from fewshot.results.records import RunRecord, environment, now
-from fewshot.train.loop import TrainConfig, TrainReport, fit
+from fewshot.train.loop import TrainConfig, TrainReport, fit, split_across_ranks
 
 
 @dataclass
@@ -203,15 +203,18 @@ class Runner:
     def run(self, spec: CellSpec | PreparedCell) -> RunRecord:
         """Train (or reuse) and evaluate one cell; returns its record (not yet saved).
 
-        Under torchrun, rank 0 trains (and writes the checkpoint) while the others wait, then they load it; the
-        test episodes are sharded over the ranks; every rank returns rank 0's record, and only rank 0 should
+        Under torchrun, rank 0 trains (and writes the checkpoint) while the others wait, then they load it, or,
+        for a method whose meta-batch splits over the ranks (:func:`~fewshot.train.loop.split_across_ranks`),
+        every rank trains its block of each meta-batch; the test episodes are sharded over the ranks; every rank returns rank 0's record, and only rank 0 should
         save it (identical bytes if others do)."""
         cell = spec if isinstance(spec, PreparedCell) else self.prepare(spec)
         spec, test_set, episodes, train_set = cell.spec, cell.test_set, cell.episodes, cell.train_set
         method, config, trains = cell.method, cell.config, cell.trains
-        report: TrainReport = distributed.main_first(lambda: fit(
-            method, train_set, config, seed=spec.train_seed, checkpoint_dir=self.checkpoint_dir, device=self.device,
-            progress=self.progress, checkpoint_seconds=self.checkpoint_seconds))
+        def train() -> TrainReport:
+            return fit(method, train_set, config, seed=spec.train_seed, checkpoint_dir=self.checkpoint_dir,
+                       device=self.device, progress=self.progress, checkpoint_seconds=self.checkpoint_seconds)
+
+        report = train() if split_across_ranks(method) else distributed.main_first(train)
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress, precision=spec.precision)
         fixed = spec.fixed_episodes
@@ -233,7 +236,8 @@ class Runner:
                     **({"precision": spec.precision} if spec.precision != "fp32" else {})},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
-                   "curve": report.curve, "warnings": report.warnings},
+                   "curve": report.curve, "warnings": report.warnings,
+                   **({"split": {"ranks": report.ranks, "by": "meta-batch"}} if report.ranks > 1 else {})},
             environment={**environment(str(self.device)), **result.timings, **result.used},
             created=now(), fingerprint=spec.fingerprint(),
         )

@@ -2,15 +2,15 @@
 
 The runs use the tiny plug-in dataset (``tests/plugins/tiny_plugin.py``), so each command takes seconds: ProtoNet
 (episodic training, frozen features), MAML (episodic training, adapts with gradients) and full fine-tuning
-(supervised pre-training, adapts with gradients) train under torchrun (rank 0 trains, the other rank loads its
-checkpoint) and are evaluated on 13 episodes in batches of 2, so the ranks get unequal blocks (6 and 7 episodes).
+(supervised pre-training, adapts with gradients) train under torchrun (ProtoNet and fine-tuning: rank 0 trains, the
+other rank loads its checkpoint; MAML: the meta-batch is split over the ranks, ``tests/test_distributed_training.py``)
+and are evaluated on 13 episodes in batches of 2, so the ranks get unequal blocks (6 and 7 episodes).
 A frozen cacheable backbone (``tests/plugins/frozen_plugin.py``) checks that both ranks fill one feature cache.
 The helpers of :mod:`fewshot.core.distributed` are checked with and without a process group.
 """
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,18 +24,10 @@ from fewshot.core import distributed
 from fewshot.core.cache import read_entry
 from fewshot.evaluate.harness import shard_bounds
 
+from distributed_helpers import environment, torchrun
+
 PLUGINS = Path(__file__).parent / "plugins"
-REPO = Path(__file__).resolve().parents[1]
 METHODS = ("protonet", "maml", "finetune-full")
-
-
-def environment(cache: Path) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "FEWSHOT_CACHE": str(cache),
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-
-
-def torchrun(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
 
 
 def bench(folder: Path, *options: str, ranks: int) -> subprocess.CompletedProcess:
@@ -76,9 +68,17 @@ def test_torchrun_records_equal_the_single_process_ones(trained, method):
     assert two["accuracies"] == one["accuracies"]            # element by element, as floats
     assert two["episode_hash"] == one["episode_hash"]
     assert two["config"] == one["config"]
-    same = ("steps", "seed", "final_loss", "curve", "warnings")
+    same = ("steps", "seed", "warnings") + (() if method == "maml" else ("final_loss", "curve"))
     assert {k: two["train"][k] for k in same} == {k: one["train"][k] for k in same}
-    assert two["train"]["loaded"] is False                   # rank 0 trained it (the other rank loaded it)
+    if method == "maml":        # split over the ranks: the same losses up to the order of the float sums
+        assert two["train"]["final_loss"] == pytest.approx(one["train"]["final_loss"], rel=1e-5)
+        assert [c["loss"] for c in two["train"]["curve"]] == pytest.approx([c["loss"] for c in one["train"]["curve"]],
+                                                                            rel=1e-5)
+        assert two["train"]["split"] == {"ranks": 2, "by": "meta-batch"}
+    else:
+        assert "split" not in two["train"]
+    assert "split" not in one["train"]
+    assert two["train"]["loaded"] is False                   # rank 0 trained it (and the other rank with it or after it)
     assert two["environment"]["world_size"] == 2 and two["environment"]["episodes_per_rank"] == [6, 7]
     assert one["environment"]["world_size"] == 1 and "episodes_per_rank" not in one["environment"]
 
@@ -92,7 +92,14 @@ def test_torchrun_writes_one_record_and_one_checkpoint_each_and_prints_one_table
     for name, state in ours.items():
         assert state.keys() == theirs[name].keys()
         for key, tensor in state.items():
-            assert torch.equal(tensor, theirs[name][key]), (name, key)
+            if name.startswith("maml"):
+                # Meta-batch split: equal up to the order of the gradient sums, except Conv-4's convolution biases:
+                # batch norm cancels them, so their exact gradient is zero and Adam moves them on rounding noise
+                # alone (no effect on any output; tests/test_distributed_training.py checks every weight with SGD).
+                if not (key.startswith("backbone.encoder.") and key.endswith(".0.bias")):
+                    torch.testing.assert_close(tensor, theirs[name][key], rtol=1e-5, atol=1e-5, msg=f"{name} {key}")
+            else:
+                assert torch.equal(tensor, theirs[name][key]), (name, key)
     assert not list(sharded.rglob("*.tmp")) and not list(sharded.rglob("*.partial.pt"))
     assert result.stdout.count("| method") == 1 and result.stdout.count("records in") == 1
 

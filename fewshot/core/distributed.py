@@ -5,7 +5,8 @@ everything, and gathering returns its own value. Under ``torchrun`` (which sets 
 ``LOCAL_RANK`` and the rendezvous variables) :func:`init` joins the process group: gloo on the CPU, NCCL when
 the device is a CUDA one. The suite's collectives exchange small Python objects (accuracies, reports, records),
 so they always travel on a gloo group (the default group under gloo, a second one under NCCL): no device tensors,
-no device-mapping rules, and the same code path on every backend.
+no device-mapping rules, and the same code path on every backend. The one exception is :func:`all_reduce_sum_`,
+the gradients of training split over the ranks, which stay on the device and use the default group.
 
 Waits are long on purpose (``$FEWSHOT_DIST_TIMEOUT`` seconds, default a day): while rank 0 trains, the other
 ranks wait for its checkpoint. A rank that dies does not leave the others hanging: ``torchrun`` stops the whole
@@ -134,6 +135,16 @@ def broadcast(value: T, src: int = 0) -> T:
     box = [value]
     torch.distributed.broadcast_object_list(box, src=src, group=_control)
     return box[0]
+
+
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over the ranks, in place, on every rank (unchanged on a single process); returns it.
+
+    Unlike the object collectives this one uses the default group, so a CUDA tensor travels on NCCL; every rank
+    receives the same sum, bit for bit, so that ranks stepping on it stay identical."""
+    if is_initialized():
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensor
 
 
 def barrier() -> None:

@@ -82,6 +82,9 @@ class FewShotMethod(nn.Module):
     transductive: ClassVar[bool] = False
     #: Episodes per evaluation batch, a default the harness uses unless told otherwise.
     eval_batch_size: ClassVar[int] = 50
+    #: True when each episode's meta-training loss depends on that episode alone (no batch norm across episodes,
+    #: no shared state): under ``torchrun`` the meta-batch is then split over the ranks, exactly.
+    tasks_independent: ClassVar[bool] = False
     Config: ClassVar[type] = NoConfig
 
     def __init__(self, backbone: nn.Module, config: Any | None = None, *,

@@ -59,7 +59,7 @@ class _MAMLBase(FewShotMethod):
 
     train_kind = TrainKind.EPISODIC
     transductive = True
-    eval_batch_size = 25
+    eval_batch_size = 25; tasks_independent = True     # batch norm per task: the meta-batch splits over ranks
     Config = MAMLConfig
     #: Detach the inner gradients (no second-order terms in the meta-gradient).
     first_order: ClassVar[bool] = False

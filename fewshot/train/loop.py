@@ -4,6 +4,12 @@
 checkpoint for the same configuration exists, loads it, so re-running an evaluation does not retrain. Checkpoints
 are named by the method (:meth:`~fewshot.methods.base.FewShotMethod.checkpoint_name`: everything that decides the
 weights) and written atomically; :class:`~fewshot.train.session.TrainSession` makes an interrupted run resumable.
+
+Under ``torchrun`` a method whose episodes are independent (``tasks_independent``, the MAML family) meta-trains on
+every rank at once (:func:`split_across_ranks`): each step's meta-batch is cut into contiguous blocks, one per rank,
+the gradients are summed over the ranks before the step, so every rank takes the same step, the one a single
+process takes (up to the order of the float sums); rank 0 writes the checkpoints. Other methods train on rank 0
+alone while the others wait (the runner's :func:`~fewshot.core.distributed.main_first`).
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fewshot.core import distributed
 from fewshot.core.atomic import atomic_torch_save as atomic_save, remove_orphans
 from fewshot.core.errors import DataError, UsageError, UserError
 from fewshot.data.dataset import ClassDataset
@@ -37,10 +44,18 @@ class TrainReport:
     curve: list[dict[str, float]] = field(default_factory=list)
     #: Signs of a failed training (a loss that did not fall), shown beside the run's row in every table.
     warnings: list[str] = field(default_factory=list)
+    #: How many ranks the meta-batch was split over (1: one process trained).
+    ranks: int = 1
 
 
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite."""
+
+
+def split_across_ranks(method: FewShotMethod) -> bool:
+    """True when every rank of the process group must call :func:`fit` for ``method`` together, each training on
+    its block of every meta-batch: world size above 1, episodic training, ``method.tasks_independent``."""
+    return distributed.world_size() > 1 and method.train_kind == TrainKind.EPISODIC and method.tasks_independent
 
 
 def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, seed: int = 0,
@@ -49,20 +64,24 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
     """Train ``method`` on ``dataset`` (the base classes), or load the checkpoint of an identical earlier run.
 
     An interrupted run (SIGINT, SIGTERM, or a crash) resumes from its partial checkpoint, written every
-    ``config.checkpoint_every`` steps, every ``checkpoint_seconds`` and when a signal arrives."""
+    ``config.checkpoint_every`` steps, every ``checkpoint_seconds`` and when a signal arrives. When
+    :func:`split_across_ranks` holds, every rank calls this and trains its share; only rank 0 writes."""
     method.to(device)
     frozen = not any(p.requires_grad for p in method.backbone.parameters())
     if method.train_kind == TrainKind.NONE or (method.train_kind == TrainKind.SUPERVISED and frozen):
         # Supervised pre-training of a frozen backbone would only train the head it drops: nothing to train.
         return TrainReport(None, loaded=False, seconds=0.0, steps=0)
+    shared = split_across_ranks(method)
     path = None
     if checkpoint_dir is not None:
         path = Path(checkpoint_dir) / method.checkpoint_name(dataset.fingerprint(), config, seed)
-        remove_orphans(path.parent)
-        if path.exists():
+        if distributed.is_main() or not shared:
+            remove_orphans(path.parent)
+        # Split training: rank 0's view decides, so that no rank trains while another loads.
+        if distributed.broadcast(path.exists()) if shared else path.exists():
             return _load(method, path, device)
     session = TrainSession(path, total_steps=config.steps, seed=seed, device=device, progress=progress,
-                           every_steps=config.checkpoint_every, every_seconds=checkpoint_seconds)
+                           every_steps=config.checkpoint_every, every_seconds=checkpoint_seconds, shared=shared)
     # Training draws from the global RNG (a supervised head's initialisation, dropout, a method's own noise): fork
     # it and seed it, so that the weights depend on the seed alone, not on the process or on what ran before.
     with session.signals(), torch.random.fork_rng(devices=_cuda_indices(device)):
@@ -73,12 +92,15 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
             loss = train_supervised(method, dataset, config, session)
         else:
             loss = method.train_loop(dataset, config, session)
+    ranks = distributed.world_size() if shared else 1
     report = TrainReport(path, loaded=False, seconds=session.seconds, steps=config.steps, final_loss=loss,
-                         curve=loss_curve(session.losses), warnings=loss_warnings(session.losses))
-    if path is not None:
+                         curve=loss_curve(session.losses), warnings=loss_warnings(session.losses), ranks=ranks)
+    if path is not None and session.writes:
         atomic_save({"model": method.state_dict(), "step": config.steps, "loss": loss, "seconds": report.seconds,
-                     "curve": report.curve, "warnings": report.warnings}, path)
+                     "curve": report.curve, "warnings": report.warnings, "ranks": ranks}, path)
         session.discard_partial()
+    if shared:
+        distributed.barrier()       # the checkpoint exists on every rank's return
     method.eval()
     return report
 
@@ -99,7 +121,7 @@ def _load(method: FewShotMethod, path: Path, device: torch.device | str) -> Trai
     # The time is the original training time, so tables show what training cost, not the load.
     return TrainReport(path, loaded=True, seconds=float(state.get("seconds", 0.0)), steps=state["step"],
                        final_loss=state.get("loss"), curve=list(state.get("curve", [])),
-                       warnings=list(state.get("warnings", [])))
+                       warnings=list(state.get("warnings", [])), ranks=int(state.get("ranks", 1)))
 
 
 def make_optimizer(params, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -126,27 +148,51 @@ def _check_finite(loss: torch.Tensor, step: int, config: TrainConfig, session: T
 
 
 def train_episodic(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, session: TrainSession) -> float:
-    """Meta-train on seeded episodes: step ``t`` uses training episodes ``t*meta_batch ..`` of the session's seed."""
+    """Meta-train on seeded episodes: step ``t`` uses training episodes ``t*meta_batch ..`` of the session's seed.
+
+    In a ``shared`` session this rank takes its block of them (:func:`~fewshot.core.distributed.shard`) and the
+    loss and gradients are summed over the ranks: the sum of its episodes' losses divided by ``meta_batch``."""
     method.train()
     device = session.device
     opt, sched = make_optimizer(method.parameters(), config)
     modules = {"model": method, "optimizer": opt, "scheduler": sched}
     first = session.resume(modules)
+    lo, hi = distributed.shard(config.meta_batch) if session.shared else (0, config.meta_batch)
     loss_value = float("nan")
     for step in session.steps(first, desc=f"train {method.name}"):
-        episodes = sample_episodes(dataset, config.ways, config.shots, config.queries, config.meta_batch,
-                                   seed=session.seed, start=step * config.meta_batch)
-        support = dataset.gather(episodes.support, device)
-        query = dataset.gather(episodes.query, device)
-        loss = method.episode_loss(support, as_index(episodes.support_labels, device), query,
-                                   as_index(episodes.query_labels, device), config.ways).mean()
-        loss_value = _check_finite(loss, step, config, session)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros((), device=device)
+        if hi > lo:             # a rank may have no episode when the meta-batch is smaller than the world
+            episodes = sample_episodes(dataset, config.ways, config.shots, config.queries, hi - lo,
+                                       seed=session.seed, start=step * config.meta_batch + lo)
+            support = dataset.gather(episodes.support, device)
+            query = dataset.gather(episodes.query, device)
+            losses = method.episode_loss(support, as_index(episodes.support_labels, device), query,
+                                         as_index(episodes.query_labels, device), config.ways)
+            loss = losses.sum() / config.meta_batch if session.shared else losses.mean()
+            loss.backward()
+        if session.shared:
+            loss = _sum_over_ranks(method.parameters(), loss)
+        loss_value = _check_finite(loss, step, config, session)
         opt.step()
         sched.step()
         session.step_done(step, modules, loss_value)
     return loss_value
+
+
+def _sum_over_ranks(params, loss: torch.Tensor) -> torch.Tensor:
+    """Sum the gradients of ``params`` and ``loss`` over the ranks, in one collective; returns the summed loss. A
+    parameter keeps no gradient (``None``, skipped by the optimizer) only when it has none on every rank."""
+    params = [p for p in params if p.requires_grad]
+    dtype = params[0].dtype
+    parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype) for p in params]
+    had = torch.tensor([p.grad is not None for p in params], dtype=dtype, device=loss.device)
+    flat = distributed.all_reduce_sum_(torch.cat([*parts, had, loss.detach().reshape(1).to(dtype)]))
+    offset = 0
+    for p, count in zip(params, flat[-len(params) - 1:-1].tolist()):
+        p.grad = flat[offset:offset + p.numel()].view_as(p).to(p.dtype) if count > 0 else None
+        offset += p.numel()
+    return flat[-1]
 
 
 def train_supervised(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig,

@@ -5,6 +5,9 @@ A loop (the suite's or a method's own :meth:`~fewshot.methods.base.FewShotMethod
 A partial checkpoint holds every module's state, the global torch RNG state, the losses so far and the time spent,
 so the resumed run goes on to the same weights, bit for bit, as one that was never stopped. Like
 :class:`~fewshot.train.config.TrainConfig` this sits below the methods: it imports only :mod:`fewshot.core`.
+
+A session ``shared`` by the ranks of a ``torchrun`` job (training split over them) is read by every rank on resume
+and written by rank 0 alone; a signal to any rank stops every rank after the same step.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
+from fewshot.core import distributed
 from fewshot.core.atomic import atomic_torch_save
 from fewshot.core.errors import DataError, Interrupted
 from fewshot.core.progress import progress_bar
@@ -31,10 +35,13 @@ def partial_path(checkpoint: Path) -> Path:
 
 
 class TrainSession:
-    """Checkpointing for one run of ``total_steps`` steps towards ``checkpoint`` (``None``: nothing is saved)."""
+    """Checkpointing for one run of ``total_steps`` steps towards ``checkpoint`` (``None``: nothing is saved).
+
+    ``shared``: every rank of the process group runs this session in step (see the module docstring)."""
 
     def __init__(self, checkpoint: Path | None, *, total_steps: int, seed: int, device: torch.device | str,
-                 progress: bool = True, every_steps: int = 0, every_seconds: float = 60.0) -> None:
+                 progress: bool = True, every_steps: int = 0, every_seconds: float = 60.0,
+                 shared: bool = False) -> None:
         self.checkpoint = checkpoint
         self.total_steps = total_steps
         self.seed = seed
@@ -42,6 +49,9 @@ class TrainSession:
         self.progress = progress
         self.every_steps = every_steps
         self.every_seconds = every_seconds
+        self.shared = shared
+        #: Whether this process writes the checkpoints (rank 0 of a shared session, or a process on its own).
+        self.writes = not shared or distributed.is_main()
         #: The loss of every step so far, resumed ones included.
         self.losses: list[float] = []
         self._seconds_before = 0.0          # training time of earlier, interrupted runs
@@ -92,9 +102,12 @@ class TrainSession:
         if self._bar is not None and step % 20 == 0:
             self._bar.set_postfix(loss=f"{loss:.3f}")
         done = step + 1
-        if self._signal is not None:
+        # A shared session stops when any rank was signalled, all after this same step (one rank stopping alone
+        # would leave the others waiting in the next step's collective).
+        others = self.shared and any(distributed.all_gather(self._signal is not None))
+        if self._signal is not None or others:
             where = self._save(modules, done)
-            name = signal.Signals(self._signal).name
+            name = signal.Signals(self._signal).name if self._signal is not None else "a signal to another rank"
             raise Interrupted(f"stopped by {name} at step {done} of {self.total_steps}"
                               + (f"; the training so far is saved in {where}" if where else "")
                               + f"; {RESUME}")
@@ -107,7 +120,7 @@ class TrainSession:
 
     def _save(self, modules: dict[str, Any], step: int) -> Path | None:
         self._last_save = time.monotonic()
-        if self.partial is None:
+        if self.partial is None or not self.writes:
             return None
         state = {key: module.state_dict() for key, module in modules.items()}
         if torch.device(self.device).type == "cuda":
@@ -117,7 +130,7 @@ class TrainSession:
         return self.partial
 
     def discard_partial(self) -> None:
-        if self.partial is not None:
+        if self.partial is not None and self.writes:
             self.partial.unlink(missing_ok=True)
 
     @contextmanager
