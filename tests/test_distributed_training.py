@@ -4,7 +4,8 @@ MAML's episodes are independent (batch norm per task), so each rank meta-trains 
 and the summed gradients give the step one process takes, up to the order of the float sums. The script below runs
 :func:`fewshot.train.loop.fit` on each rank, counts every checkpoint write, and saves the rank's weights; the test
 compares them with an in-process fit, checks that the ranks agree bit for bit, that only rank 0 wrote, and that a
-signal to rank 0 alone stops both ranks after the same step, resumably.
+signal to rank 0 alone stops both ranks after the same step, resumably. Data-parallel supervised pre-training is
+checked against one process whose backbone sees each rank's half of every batch apart (batch norm per rank).
 
 The runs use SGD, not Adam: Adam divides each gradient by its running magnitude, so a parameter whose gradient is
 zero in exact arithmetic (a convolution's bias before batch norm, the zero-initialised head shared by all classes)
@@ -157,3 +158,90 @@ def test_a_signal_to_one_rank_stops_both_after_the_same_step_and_the_rerun_resum
 
 def test_one_process_never_splits():
     assert not split_across_ranks(maml())
+
+
+# -- supervised pre-training, data-parallel (DistributedDataParallel's semantics) ----------------------------------
+
+class Halves(torch.nn.Module):
+    """A backbone applied to each rank's slice of the batch separately (its own batch-norm statistics), as two
+    DDP ranks see it: the one-process reference of a 2-rank data-parallel pre-training."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.out_features = inner, inner.out_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cut = len(images) // 2          # fewshot.core.distributed.shard's boundary for 2 ranks
+        return torch.cat([self.inner(images[:cut]), self.inner(images[cut:])])
+
+
+SUPERVISED = TrainConfig(steps=30, lr=0.05, optimizer="sgd", batch_size=15, checkpoint_every=0)
+
+
+def finetune(backbone: torch.nn.Module | None = None):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        inner = create_backbone("conv4", in_channels=1, image_size=16, hidden=8)
+        return create_method("finetune-full", backbone(inner) if backbone else inner)
+
+
+DDP_SCRIPT = textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, sys.argv[1])
+    from fewshot.core import distributed
+    from fewshot.core.atomic import atomic_torch_save, atomic_write_text
+    from fewshot.train import loop
+    from conftest import blob_dataset
+    from test_distributed_training import SEED, SUPERVISED, finetune
+
+    out, checkpoints = Path(sys.argv[2]), Path(sys.argv[3])
+    assert distributed.init("cpu")
+    writes = []
+    save = loop.atomic_save
+    loop.atomic_save = lambda obj, path: (writes.append(Path(path).name), save(obj, path))[1]
+    method = finetune()
+    report = loop.fit(method, blob_dataset(), SUPERVISED, seed=SEED, checkpoint_dir=checkpoints, progress=False,
+                      checkpoint_seconds=1e9, data_parallel=True)
+    me = distributed.rank()
+    atomic_torch_save(method.state_dict(), out / f"rank-{me}.pt")
+    atomic_write_text(out / f"rank-{me}.json", json.dumps({"ranks": report.ranks, "writes": writes,
+                                                           "losses": [c["loss"] for c in report.curve]}))
+''')
+
+
+def test_data_parallel_pre_training_steps_every_rank_alike_with_batch_norm_per_rank(tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_SCRIPT)
+    checkpoints = tmp_path / "ckpt"
+    done = subprocess.run(torchrun(str(script), str(TESTS), str(tmp_path), str(checkpoints)), capture_output=True,
+                          text=True, env=environment(tmp_path / "cache"), timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranks = [{**json.loads((tmp_path / f"rank-{r}.json").read_text()),
+              "weights": torch.load(tmp_path / f"rank-{r}.pt", weights_only=True)} for r in range(2)]
+    for key, tensor in ranks[0]["weights"].items():     # parameters and batch-norm buffers alike
+        assert torch.equal(tensor, ranks[1]["weights"][key]), key
+    losses = ranks[0]["losses"]
+    assert len(losses) == 30 and sum(losses[-5:]) < 0.7 * sum(losses[:5])       # it learned
+    (checkpoint,) = checkpoints.iterdir()
+    assert checkpoint.name.endswith("-ddp2.pt") and ranks[0]["ranks"] == 2     # kept apart from one process's
+    assert ranks[0]["writes"] == [checkpoint.name] and ranks[1]["writes"] == []
+
+    # One process whose backbone sees each rank's half of every batch apart: the same parameters. One process on
+    # the whole batch (batch norm over all of it) is another training, as DDP without SyncBatchNorm is.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        halves, whole = finetune(Halves), finetune()
+        fit(halves, blob_dataset(), SUPERVISED, seed=SEED, progress=False)
+        fit(whole, blob_dataset(), SUPERVISED, seed=SEED, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    reference = {k.replace("backbone.inner.", "backbone."): v for k, v in halves.named_parameters()}
+    assert reference.keys() == dict(whole.named_parameters()).keys()
+    for key, tensor in reference.items():
+        torch.testing.assert_close(ranks[0]["weights"][key], tensor, rtol=1e-5, atol=1e-5, msg=key)
+    assert any(not torch.allclose(ranks[0]["weights"][k], v, rtol=1e-3, atol=1e-4)
+               for k, v in whole.named_parameters())

@@ -9,7 +9,9 @@ Under ``torchrun`` a method whose episodes are independent (``tasks_independent`
 every rank at once (:func:`split_across_ranks`): each step's meta-batch is cut into contiguous blocks, one per rank,
 the gradients are summed over the ranks before the step, so every rank takes the same step, the one a single
 process takes (up to the order of the float sums); rank 0 writes the checkpoints. Other methods train on rank 0
-alone while the others wait (the runner's :func:`~fewshot.core.distributed.main_first`).
+alone while the others wait (the runner's :func:`~fewshot.core.distributed.main_first`). Supervised pre-training
+can be data-parallel on request (``fit(..., data_parallel=True)``), with DistributedDataParallel's semantics and
+batch norm per rank: not the weights of one process, so kept apart in its own checkpoint.
 """
 from __future__ import annotations
 
@@ -52,29 +54,43 @@ class TrainingDiverged(UserError):
     """The training loss became NaN or infinite."""
 
 
-def split_across_ranks(method: FewShotMethod) -> bool:
+def split_across_ranks(method: FewShotMethod, data_parallel: bool = False) -> bool:
     """True when every rank of the process group must call :func:`fit` for ``method`` together, each training on
-    its block of every meta-batch: world size above 1, episodic training, ``method.tasks_independent``."""
-    return distributed.world_size() > 1 and method.train_kind == TrainKind.EPISODIC and method.tasks_independent
+    its block of every meta-batch (world size above 1, episodic training, ``method.tasks_independent``) or, with
+    ``data_parallel``, on its slice of every supervised batch."""
+    if distributed.world_size() == 1:
+        return False
+    if method.train_kind == TrainKind.SUPERVISED:
+        return data_parallel
+    return method.train_kind == TrainKind.EPISODIC and method.tasks_independent
 
 
 def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, seed: int = 0,
         checkpoint_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
-        progress: bool = True, checkpoint_seconds: float = 60.0) -> TrainReport:
+        progress: bool = True, checkpoint_seconds: float = 60.0, data_parallel: bool = False) -> TrainReport:
     """Train ``method`` on ``dataset`` (the base classes), or load the checkpoint of an identical earlier run.
 
     An interrupted run (SIGINT, SIGTERM, or a crash) resumes from its partial checkpoint, written every
     ``config.checkpoint_every`` steps, every ``checkpoint_seconds`` and when a signal arrives. When
-    :func:`split_across_ranks` holds, every rank calls this and trains its share; only rank 0 writes."""
+    :func:`split_across_ranks` holds, every rank calls this and trains its share; only rank 0 writes.
+
+    ``data_parallel``: under ``torchrun``, supervised pre-training as DistributedDataParallel does it, every rank
+    calling this: each rank takes its slice of every batch and the gradients are summed, so the ranks step
+    identically, but batch norm normalises each rank's slice by its own statistics (standard DDP, no SyncBatchNorm),
+    so the weights are NOT those of one process; they go to a checkpoint named with the world size, and batch
+    norm's running statistics are rank 0's at the end. No effect on a single process or on other training kinds."""
     method.to(device)
     frozen = not any(p.requires_grad for p in method.backbone.parameters())
     if method.train_kind == TrainKind.NONE or (method.train_kind == TrainKind.SUPERVISED and frozen):
         # Supervised pre-training of a frozen backbone would only train the head it drops: nothing to train.
         return TrainReport(None, loaded=False, seconds=0.0, steps=0)
-    shared = split_across_ranks(method)
+    shared = split_across_ranks(method, data_parallel)
+    ranks = distributed.world_size() if shared else 1
     path = None
     if checkpoint_dir is not None:
         path = Path(checkpoint_dir) / method.checkpoint_name(dataset.fingerprint(), config, seed)
+        if shared and method.train_kind == TrainKind.SUPERVISED:    # other weights than one process's: apart
+            path = path.with_name(f"{path.stem}-ddp{ranks}{path.suffix}")
         if distributed.is_main() or not shared:
             remove_orphans(path.parent)
         # Split training: rank 0's view decides, so that no rank trains while another loads.
@@ -92,7 +108,6 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
             loss = train_supervised(method, dataset, config, session)
         else:
             loss = method.train_loop(dataset, config, session)
-    ranks = distributed.world_size() if shared else 1
     report = TrainReport(path, loaded=False, seconds=session.seconds, steps=config.steps, final_loss=loss,
                          curve=loss_curve(session.losses), warnings=loss_warnings(session.losses), ranks=ranks)
     if path is not None and session.writes:
@@ -207,6 +222,7 @@ def train_supervised(method: FewShotMethod, dataset: ClassDataset, config: Train
     first = session.resume(modules)
     order = torch.empty(0, dtype=torch.long)
     per_epoch = max(len(dataset) // config.batch_size, 1)
+    params = list(backbone.parameters()) + list(head.parameters())
     loss_value = float("nan")
     for step in session.steps(first, desc="pre-train backbone"):
         # The example order is a function of (seed, epoch), so a resumed run sees the same batches.
@@ -214,13 +230,28 @@ def train_supervised(method: FewShotMethod, dataset: ClassDataset, config: Train
         if within == 0 or step == first:
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 100003 + epoch))
         rows = order[within * config.batch_size:(within + 1) * config.batch_size]
-        images = dataset.gather(rows, device)
-        labels = dataset.labels[rows].to(device)
-        loss = F.cross_entropy(head(backbone(images)), labels)
-        loss_value = _check_finite(loss, step, config, session)
+        if session.shared:      # this rank's contiguous slice; its mean loss weighted by its share of the batch
+            lo, hi = distributed.shard(len(rows))
+            rows, share = rows[lo:hi], (hi - lo) / len(rows)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros((), device=device)
+        if len(rows):
+            images = dataset.gather(rows, device)
+            labels = dataset.labels[rows].to(device)
+            loss = F.cross_entropy(head(backbone(images)), labels)
+            if session.shared:
+                loss = loss * share
+            loss.backward()
+        if session.shared:
+            loss = _sum_over_ranks(params, loss)
+        loss_value = _check_finite(loss, step, config, session)
         opt.step()
         sched.step()
         session.step_done(step, modules, loss_value)
+    if session.shared:      # as DDP's broadcast_buffers: every rank ends with rank 0's batch-norm statistics
+        buffers = distributed.broadcast({k: v.cpu() for k, v in method.named_buffers()} if distributed.is_main()
+                                        else None)
+        with torch.no_grad():
+            for name, buffer in method.named_buffers():
+                buffer.copy_(buffers[name])
     return loss_value
