@@ -59,10 +59,10 @@ class _MAMLBase(FewShotMethod):
 
     train_kind = TrainKind.EPISODIC
     transductive = True
-    eval_batch_size = 25; tasks_independent = True     # batch norm per task: the meta-batch splits over ranks
+    eval_batch_size = 25
+    tasks_independent = True        # batch norm per task: under torchrun the meta-batch splits over the ranks
     Config = MAMLConfig
-    #: Detach the inner gradients (no second-order terms in the meta-gradient).
-    first_order: ClassVar[bool] = False
+    first_order: ClassVar[bool] = False     # detach the inner gradients (no second-order meta-gradient terms).
     #: Adapt only the head, on backbone features computed once per task (ANIL).
     head_only: ClassVar[bool] = False
 
