@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="backbone of the --method(s) (default: each method's own); the baseline keeps its own")
     parser.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
                         help="backbone option for the --method(s), e.g. invert=true or input_size=112 (repeatable)")
+    parser.add_argument("--encoder", default=None, metavar="NAME|FOLDER",
+                        help="the sentence encoder of a text dataset (default all-MiniLM-L6-v2; also "
+                             "all-mpnet-base-v2, or a local sentence-transformers or Hugging Face model folder)")
     parser.add_argument("--weights", default=None, metavar="PATH",
                         help="weights file for the pretrained backbones (backbone option weights=PATH)")
     parser.add_argument("--baseline", default="finetune",
@@ -189,6 +192,7 @@ def list_registered() -> str:
     from fewshot.backbones import list_backbones
     from fewshot.data import list_datasets
     from fewshot.data.fixed import list_fixed_episodes
+    from fewshot.data.text.encoders import ENCODERS, encoder_status
     from fewshot.methods import list_methods
 
     return "\n".join([
@@ -196,6 +200,8 @@ def list_registered() -> str:
         "episode sets:   " + ", ".join(list_fixed_episodes()) + "  (fixed test episodes, used by specs)",
         "methods:        " + ", ".join(list_methods()),
         "backbones:      " + ", ".join(list_backbones()) + ", timm:<any timm model>, pretrained:<any timm model>",
+        "text encoders:  " + "; ".join(f"{name} ({encoder_status(name)})" for name in ENCODERS)
+        + "  (--encoder; or a local model folder)",
     ])
 
 
@@ -238,6 +244,15 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
                          "one")
     if args.weights is not None and not Path(args.weights).is_file():
         raise UsageError(f"--weights {args.weights}: no such file")
+    text_options = {"encoder": args.encoder} if args.encoder else {}
+    if args.encoder:
+        from fewshot.data.registry import loader_options
+        from fewshot.data.text.encoders import encoder_folder
+
+        for option, name in (("--dataset", args.dataset), ("--train-dataset", args.train_dataset)):
+            if name is not None and "encoder" not in loader_options(name):
+                raise UsageError(f"--encoder is for text datasets; {option} {name} is not one")
+        encoder_folder(args.encoder)        # a missing encoder says what to install, before any work
 
     def cell(name: str, shots: int) -> CellSpec:
         mine = name in chosen
@@ -245,7 +260,8 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
         return CellSpec(method=name, dataset=args.dataset, train_dataset=args.train_dataset, ways=args.ways, shots=shots, queries=args.queries,
                         episodes=args.episodes, seed=args.seed, train_seed=args.train_seed,
                         train={"steps": steps} if steps else {}, backbone=args.backbone if mine else None,
-                        precision=args.precision,
+                        precision=args.precision, dataset_options=text_options,
+                        train_dataset_options=text_options if args.train_dataset else {},
                         backbone_options={**({"weights": args.weights} if uses_weights(name) else {}),
                                           **(extra_options if mine else {})})
 

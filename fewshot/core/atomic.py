@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,25 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Fill a temporary folder beside ``path``; on success it becomes ``path`` (if another process made ``path``
+    meanwhile, that one is kept and ours dropped), on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -63,7 +83,7 @@ def _alive(pid: int) -> bool:
 
 
 def remove_orphans(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Delete the temporary files in ``folder`` whose writing process no longer runs; returns what was deleted."""
+    """Delete the temporary files (and folders) in ``folder`` whose writing process no longer runs; returns what was deleted."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -71,7 +91,10 @@ def remove_orphans(folder: str | os.PathLike, recursive: bool = False) -> list[P
     for path in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
         match = _TEMP.match(path.name)
         if match and not _alive(int(match.group(1))):
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed.append(path)
     return removed
 

