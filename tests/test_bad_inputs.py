@@ -122,6 +122,7 @@ CASES = [
     Case("backbone-option-unknown-key", replace(BASE, "--backbone-option", "bogus=1"), 2, "bogus"),
     Case("backbone-option-bad-value", replace(BASE, "--backbone-option", "hidden=wide"), 2, "hidden"),
     Case("option-unknown", BASE + ["--wayz", "5"], 2, "--wayz"),
+    Case("encoder-for-images", BASE + ["--encoder", "all-MiniLM-L6-v2"], 2, "--encoder"),
     Case("list-option-unknown", ["list", "--all"], 2, "--all"),
     # Files and folders
     Case("weights-missing", LINEAR_PROBE + ["--weights", "{tmp}/nothing.pth"], 2, "nothing.pth"),

@@ -58,3 +58,21 @@ def test_data_root_order(monkeypatch, tmp_path):
     assert resolve_data_root(None) == Path(tmp_path / "cache" / "fewshot" / "data")
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "mine"))
     assert resolve_data_root(None) == Path(tmp_path / "mine" / "data")
+
+
+def test_formats_of_the_same_examples_share_their_episodes():
+    """Two conversions of the same examples (say the token ids of two encoders for the same texts) hold other data
+    but carry one episode fingerprint, so their episodes hash alike; a subset of classes keeps that property and
+    differs from the whole."""
+    labels = torch.arange(6).repeat_interleave(4)
+    one = ClassDataset(torch.arange(24).view(24, 1), labels, [f"c{i}" for i in range(6)], "t[a]", converted_from="texts")
+    two = ClassDataset(torch.arange(24).view(24, 1) * 7, labels, [f"c{i}" for i in range(6)], "t[b]",
+                       converted_from="texts")
+    assert one.fingerprint() != two.fingerprint() and one.episodes_fingerprint() == two.episodes_fingerprint()
+    assert sample_episodes(one, 3, 1, 2, 5, seed=1).hash == sample_episodes(two, 3, 1, 2, 5, seed=1).hash
+    assert two.holds_episodes_of(sample_episodes(one, 3, 1, 2, 5, seed=1).dataset_fingerprint)
+    sub_one, sub_two = one.select_classes([1, 3, 5]), two.select_classes([1, 3, 5])
+    assert sub_one.episodes_fingerprint() == sub_two.episodes_fingerprint() != one.episodes_fingerprint()
+    assert sub_one.episodes_fingerprint() != one.select_classes([0, 2, 4]).episodes_fingerprint()
+    plain = ClassDataset(torch.arange(24).view(24, 1).float(), labels, [f"c{i}" for i in range(6)], "p")
+    assert plain.episodes_fingerprint() == plain.fingerprint()      # no conversion: the data's own fingerprint

@@ -184,7 +184,9 @@ def test_intent_fixed_episodes(shared_data, name, ways, shots, queries):
     assert torch.equal(dataset.labels[episodes.support[0]], episodes.support_labels[0])
     assert torch.equal(dataset.labels[episodes.query[0]], episodes.query_labels[0])
     assert not set(episodes.support[0].tolist()) & set(episodes.query[0].tolist())
-    assert episodes.dataset_fingerprint == dataset.fingerprint()
+    # The episodes name the texts, not this encoder's ids of them.
+    assert episodes.dataset_fingerprint == dataset.episodes_fingerprint() != dataset.fingerprint()
+    assert dataset.holds_episodes_of(episodes.dataset_fingerprint)
 
 
 # -- errors a user can fix ------------------------------------------------------------------------------------------

@@ -135,8 +135,8 @@ def test_tokenizer_must_agree(minilm, corpus):
 
 
 def test_unknown_encoder(tmp_path):
-    with pytest.raises(EncoderNotFound, match="unknown encoder 'no-such-model': give one of all-MiniLM-L6-v2 or a "
-                                              "local folder"):
+    with pytest.raises(EncoderNotFound, match="unknown encoder 'no-such-model': give one of all-MiniLM-L6-v2, "
+                                              "all-mpnet-base-v2 or a local folder"):
         encoder_folder("no-such-model")
     with pytest.raises(EncoderNotFound, match="holds neither a sentence-transformers model"):
         encoder_folder(Path(tmp_path))

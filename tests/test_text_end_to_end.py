@@ -52,3 +52,21 @@ def test_banking77_command_with_minilm(shared_data, tmp_path, capsys):
     used = torch.unique(torch.cat([episodes.support.flatten(), episodes.query.flatten()]))
     entry = read_entry(path, feature_cache_key(backbone.feature_cache_identity, test))
     assert entry is not None and sorted(entry["rows"].tolist()) == used.tolist()
+
+
+def test_encoder_option_tokenises_and_embeds_with_that_encoder(shared_data, tmp_path, capsys):
+    """``--encoder FOLDER`` (here the MiniLM package's own folder) gives the dataset that encoder's token ids and
+    the methods that encoder: the same model as the default, so the same accuracies on the same episodes."""
+    from fewshot.data.text.encoders import encoder_folder
+
+    folder = encoder_folder("all-MiniLM-L6-v2")
+    common = ["--method", "simpleshot", "--dataset", "banking77", "--data-root", str(shared_data), "--shots", "1",
+              "--queries", "3", "--episodes", "4", "--baseline", "none", "--quiet"]
+    assert main(common + ["--out", str(tmp_path / "default")]) == 0
+    assert main(common + ["--encoder", str(folder), "--out", str(tmp_path / "folder")]) == 0
+    capsys.readouterr()
+    [default], [chosen] = load_records(tmp_path / "default"), load_records(tmp_path / "folder")
+    assert chosen.config["backbone_identity"]["encoder"] == folder.name != "all-MiniLM-L6-v2"
+    assert chosen.config["dataset_options"] == {"encoder": str(folder)}
+    assert chosen.episode_hash == default.episode_hash
+    assert chosen.accuracies == pytest.approx(default.accuracies, abs=1e-6)

@@ -131,7 +131,7 @@ def convert_images(dataset: ClassDataset, channels: int, image_size: int | tuple
         images = build()["images"]
     converted = ClassDataset(torch.from_numpy(images).to(dataset.device), dataset.labels, list(dataset.class_names),
                              f"{dataset.name}[as {target.channels}x{target.height}x{target.width}]", dataset.groups,
-                             dataset.group_names, converted_from=dataset.converted_from or dataset.fingerprint())
+                             dataset.group_names, converted_from=dataset.episodes_fingerprint())
     for attribute in _CARRIED:
         if hasattr(dataset, attribute):
             setattr(converted, attribute, getattr(dataset, attribute))

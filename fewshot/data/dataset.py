@@ -31,8 +31,9 @@ class ClassDataset:
     groups: Tensor | None = None
     group_names: list[str] | None = None
     _fingerprint: str | None = field(default=None, repr=False)
-    #: The fingerprint of the dataset this one is a format conversion of (same rows, labels and classes, images
-    #: resized or recoloured by :mod:`fewshot.data.convert`): episodes drawn from that one are episodes of this one.
+    #: The fingerprint of what this dataset is a format conversion of (same rows, labels and classes): images
+    #: resized or recoloured by :mod:`fewshot.data.convert`, or the texts that token ids were made from (one per
+    #: encoder). Episodes drawn from that one are episodes of this one, and carry its fingerprint.
     converted_from: str | None = None
     tokenizer: dict[str, str] | None = None
 
@@ -102,6 +103,11 @@ class ClassDataset:
         """True when episodes drawn from the dataset with ``fingerprint`` are episodes of this one."""
         return fingerprint in (self.fingerprint(), self.converted_from)
 
+    def episodes_fingerprint(self) -> str:
+        """The fingerprint episodes of this dataset carry: that of the examples themselves, so one set of episodes
+        (and its hash) is shared by every format of them, every tokenizer's ids of the same texts included."""
+        return self.converted_from or self.fingerprint()
+
     def fingerprint(self) -> str:
         """A sha256 of the name, labels and data: two datasets with equal fingerprints hold the same examples."""
         if self._fingerprint is None:
@@ -121,6 +127,9 @@ class ClassDataset:
         remap[classes] = torch.arange(len(classes))
         new_labels = remap[self.labels.cpu()]
         keep = torch.nonzero(new_labels >= 0).flatten()
+        # The same classes of the examples this one converts, converted: a fingerprint of the source's subset.
+        source = None if self.converted_from is None else hashlib.sha256(
+            f"{self.converted_from}|{classes.tolist()}|{name or self.name}".encode()).hexdigest()
         return ClassDataset(
             self.data[keep.to(self.data.device)],
             new_labels[keep],
@@ -128,6 +137,7 @@ class ClassDataset:
             name or self.name,
             self.groups[classes] if self.groups is not None else None,
             self.group_names,
+            converted_from=source,
             tokenizer=self.tokenizer,
         )
 

@@ -180,5 +180,5 @@ def sample_episodes(dataset: ClassDataset, ways: int, shots: int, queries: int, 
         query_labels=shared_labels(labels.repeat_interleave(queries), episodes),
         classes=classes,
         ways=ways, shots=shots, queries=queries, seed=seed,
-        dataset_fingerprint=dataset.fingerprint(),
+        dataset_fingerprint=dataset.episodes_fingerprint(),
     )

@@ -79,4 +79,4 @@ def sample_group_disjoint_episodes(dataset: ClassDataset, ways: int, shots: int,
         query=query.reshape(episodes, ways * queries),
         query_labels=shared_labels(labels.repeat_interleave(queries), episodes),
         classes=classes, ways=ways, shots=shots, queries=queries, seed=seed,
-        dataset_fingerprint=dataset.fingerprint())
+        dataset_fingerprint=dataset.episodes_fingerprint())

@@ -249,4 +249,4 @@ def _sample_block(dataset: ClassDataset, episodes: int, seed: int, start: int,
         query=stack(2, query_width, -1, torch.int32), query_labels=stack(3, query_width, -1),
         classes=stack(4, ways_width, -1, torch.int32), ways=torch.tensor([len(d[4]) for d in drawn]),
         shots=stack(5, ways_width, 0), queries=torch.tensor([d[6] for d in drawn]),
-        seed=seed, dataset_fingerprint=dataset.fingerprint(), config=config)
+        seed=seed, dataset_fingerprint=dataset.episodes_fingerprint(), config=config)

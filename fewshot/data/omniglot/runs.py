@@ -82,7 +82,7 @@ def load_omniglot_runs(root: str | os.PathLike, image_size: int = 28, *,
         query_labels=torch.from_numpy(labels).clone(),
         classes=run_offset + torch.arange(RUN_WAYS),
         ways=RUN_WAYS, shots=1, queries=1, seed=None,
-        dataset_fingerprint=dataset.fingerprint(),
+        dataset_fingerprint=dataset.episodes_fingerprint(),
     )
     return dataset, episodes
 

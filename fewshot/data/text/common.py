@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from fewshot.core.errors import UsageError
+from fewshot.core.hashing import sha256_json
 from fewshot.data.sources import digest
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.errors import DataNotFoundError
@@ -64,6 +65,12 @@ def split_rule(names: Sequence[str], split: str, split_seed: int, split_fraction
     return chosen, rule, f"seed{split_seed}-" + "-".join(f"{f:g}" for f in fractions)
 
 
+def texts_fingerprint(name: str, classes: list[str], labels: list[str], texts: list[str]) -> str:
+    """A sha256 of a text dataset's examples themselves (name, classes, each row's label and text), whatever the
+    encoder: the token datasets of every encoder convert these, so their episodes share one hash."""
+    return sha256_json({"texts of": name, "classes": classes, "labels": labels, "texts": texts})
+
+
 @dataclass
 class Corpus:
     """Labelled texts read from ``files`` (paths), rendered with ``options`` (e.g. FewRel's entity markers)."""
@@ -103,6 +110,8 @@ class Corpus:
             torch.tensor([lookup[self.labels[i]] for i in rows], dtype=torch.long),
             list(classes), f"{name}[{encoder_name(encoder)}]",
             groups=None if groups is None else torch.tensor([group_names.index(g) for g in groups]),
-            group_names=group_names, tokenizer=tokenizer_record(encoder))
+            group_names=group_names, tokenizer=tokenizer_record(encoder),
+            converted_from=texts_fingerprint(name, list(classes), [self.labels[i] for i in rows],
+                                             [self.texts[i] for i in rows]))
         dataset.split_rule = rule
         return dataset

@@ -72,6 +72,6 @@ def load_intent_episodes(root: str | os.PathLike, dataset: str, shots: int, *,
         query_labels=torch.tensor([[lookup[c] for c in query_labels]]),
         classes=torch.arange(len(classes)).unsqueeze(0),
         ways=len(classes), shots=shots, queries=round(len(query_texts) / len(classes)), seed=None,
-        dataset_fingerprint=data.fingerprint(),
+        dataset_fingerprint=data.episodes_fingerprint(),
     )
     return data, episodes
