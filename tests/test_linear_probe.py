@@ -52,6 +52,19 @@ def test_probe_matches_sklearn(C, fit_intercept):
         np.testing.assert_array_equal(proba.argmax(1), clf.predict(query[e].numpy()))
 
 
+def test_a_warm_start_reaches_the_same_probe_in_fewer_steps():
+    """Started from the solution for a nearby C (as the selected probes walk their grid), the fit lands on the
+    same optimum as from zeros, in fewer Newton steps."""
+    support, labels, query, _ = episodes()
+    support = F.normalize(support, dim=-1)
+    near = fit_logistic_regression(support, labels, 5, C=10.0)
+    cold = fit_logistic_regression(support, labels, 5, C=30.0)
+    warm = fit_logistic_regression(support, labels, 5, C=30.0, start=near[:2])
+    torch.testing.assert_close(warm[0], cold[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(warm[1], cold[1], atol=1e-6, rtol=0)
+    assert warm[2] < cold[2]
+
+
 def test_probe_method_normalises_then_fits_like_sklearn():
     support, labels, query, _ = episodes(n=3, shots=2, dim=40, seed=1)
     method = create_method("linear-probe", torch.nn.Identity(), C=2.0)

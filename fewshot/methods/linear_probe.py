@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,8 @@ class LinearProbeConfig:
 
 @torch.no_grad()
 def fit_logistic_regression(features: Tensor, labels: Tensor, ways: int, C: float = 1.0, fit_intercept: bool = True,
-                            max_iter: int = 100, tol: float = 1e-8) -> tuple[Tensor, Tensor, int]:
+                            max_iter: int = 100, tol: float = 1e-8,
+                            start: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, int]:
     """Multinomial logistic regression for a batch of episodes, all at once; exactly scikit-learn's problem.
 
     Minimises ``C * sum_i CE(W x_i + b, y_i) + ||W||^2 / 2`` for each episode (``features [E, S, D]``, ``labels
@@ -33,6 +35,7 @@ def fit_logistic_regression(features: Tensor, labels: Tensor, ways: int, C: floa
     each episode is solved in the ``min(S, D)`` coordinates of an orthonormal basis of that span (QR) by Newton's
     method in float64: steps from Jacobi-preconditioned conjugate gradients on Hessian-vector products, with
     backtracking, until every episode's gradient of ``CE.mean() + ||W||^2 / (2 C S)`` is below ``tol`` (max-abs).
+    ``start``: ``(W, b)`` to start from (the solution for a nearby ``C``, say), else zeros; the optimum is the same.
     """
     if C <= 0:
         raise ValueError(f"C must be positive, got {C}")
@@ -62,6 +65,10 @@ def fit_logistic_regression(features: Tensor, labels: Tensor, ways: int, C: floa
         return (a * b).sum((1, 2))
 
     theta = x.new_zeros(episodes, ways, z.shape[-1])
+    if start is not None:                                                  # W's coordinates in the basis: W Q
+        theta[..., :width] = start[0].double() @ basis
+        if fit_intercept:
+            theta[..., -1] = start[1].double()
     value = loss(theta)
     iterations = 0
     while True:
@@ -147,13 +154,19 @@ class LinearProbe(FewShotMethod):
         return float(self.config.C)
 
 
-def regression_logits(support: Tensor, support_labels: Tensor, query: Tensor, ways: int, C: float,
+def regression_logits(support: Tensor, support_labels: Tensor, query: Tensor, ways: int, C: float | Sequence[float],
                       config: LinearProbeConfig) -> Tensor:
     """Query logits ``[E, Q, ways]`` of the logistic regression with strength ``C`` fitted on each episode's support
-    (features used as given)."""
-    weight, bias, _ = fit_logistic_regression(support, support_labels, ways, float(C), config.fit_intercept,
-                                              config.max_iter, config.tol)
-    return query @ weight.transpose(1, 2) + bias.unsqueeze(1)
+    (features used as given); for a sequence of ``C``, ``[G, E, Q, ways]``, one per value, each fit started from
+    the previous value's solution (far fewer Newton steps along an increasing grid)."""
+    grid = [float(C)] if isinstance(C, (int, float)) else [float(c) for c in C]
+    out, start = [], None
+    for value in grid:
+        weight, bias, _ = fit_logistic_regression(support, support_labels, ways, value, config.fit_intercept,
+                                                  config.max_iter, config.tol, start)
+        start = weight, bias
+        out.append(query @ weight.transpose(1, 2) + bias.unsqueeze(1))
+    return out[0] if isinstance(C, (int, float)) else torch.stack(out)
 
 
 @register_method("rfs")

@@ -39,10 +39,11 @@ class SelectedProbeConfig(LinearProbeConfig):
 
 def probe_logits(support: Tensor, support_labels: Tensor, query: Tensor, ways: int,
                  config: SelectedProbeConfig) -> Tensor:
-    """The probe's logits ``[G, E, Q, ways]`` for every ``C`` of ``config.grid`` (features as in ``LinearProbe``)."""
+    """The probe's logits ``[G, E, Q, ways]`` for every ``C`` of ``config.grid`` (features as in ``LinearProbe``),
+    fitted along the grid, each fit started from the previous one's solution."""
     if config.normalize:
         support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-    return torch.stack([regression_logits(support, support_labels, query, ways, C, config) for C in config.grid])
+    return regression_logits(support, support_labels, query, ways, config.grid, config)
 
 
 def grid_accuracies(logits: Tensor, labels: Tensor) -> Tensor:
@@ -160,6 +161,11 @@ class CrossValidatedLinearProbe(LinearProbe):
             fit_x, fit_y = support[~held].view(episodes, -1, dim), support_labels[~held].view(episodes, -1)
             out_x, out_y = support[held].view(episodes, -1, dim), support_labels[held].view(episodes, -1)
             scores += grid_accuracies(probe_logits(fit_x, fit_y, out_x, ways, self.config), out_y)
-        best = best_index(scores)                                        # [E]
-        logits = probe_logits(support, support_labels, query, ways, self.config)
-        return logits[best, torch.arange(episodes, device=best.device)]
+        chosen = torch.tensor(self.config.grid, dtype=torch.float64)[best_index(scores).cpu()]     # [E]
+        if self.config.normalize:
+            support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
+        logits = query.new_empty(episodes, query.shape[1], ways)
+        for C in chosen.unique().tolist():          # the final probes, fitted for each episode's chosen C only
+            rows = torch.nonzero(chosen == C).flatten().to(support.device)
+            logits[rows] = regression_logits(support[rows], support_labels[rows], query[rows], ways, C, self.config)
+        return logits
