@@ -56,6 +56,9 @@ def _number(kind: Callable[[str], Any], minimum: float, what: str) -> Callable[[
 positive_int = _number(int, 1, "a whole number")
 natural_int = _number(int, 0, "a whole number")
 seconds = _number(float, 0, "a number of seconds")
+DATA_PARALLEL_HELP = ("under torchrun: supervised pre-training data-parallel, each rank a slice of every batch, batch "
+                      "norm per rank (NOT one process's weights: checkpoint ...-ddp<N>.pt, recorded as train.split); "
+                      "no effect on one process or on other kinds of training")
 
 
 def _split_names(values: Sequence[str]) -> list[str]:
@@ -104,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
                         help="also save a partial checkpoint of a training this often (default 60)")
     parser.add_argument("--eval-batch", type=positive_int, default=None, help="episodes per evaluation batch")
+    parser.add_argument("--data-parallel", action="store_true",
+                        help=DATA_PARALLEL_HELP)
     parser.add_argument("--precision", default="fp32", metavar="fp32|bf16|fp16",
                         help="autocast dtype of evaluation (fp16: CUDA only); recorded, and part of the record's key")
     parser.add_argument("--out", default="results/runs", help="folder for the run records (JSON)")
@@ -285,7 +290,7 @@ def bench_main(argv: Sequence[str]) -> int:
         check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
-                    checkpoint_seconds=args.checkpoint_seconds)
+                    checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel)
     cells = [runner.prepare(spec) for spec in specs]     # data, episodes, builds: every check before training
     main = distributed.is_main()     # under torchrun only rank 0 writes records and prints; the others only work
     records = []
@@ -333,6 +338,8 @@ def reproduce_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
                    help="also save a partial checkpoint of a training this often (default 60)")
     p.add_argument("--eval-batch", type=positive_int, default=None)
+    p.add_argument("--data-parallel", action="store_true",
+                   help=DATA_PARALLEL_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -379,7 +386,7 @@ def reproduce_main(argv: Sequence[str]) -> int:
         check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
-                    checkpoint_seconds=args.checkpoint_seconds)
+                    checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel)
     failures = []
     # Under torchrun every rank runs every cell (sharing its episodes); every rank gets rank 0's records, so the
     # files the others write are byte for byte rank 0's; only rank 0 prints and updates the README.

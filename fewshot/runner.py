@@ -95,8 +95,10 @@ class Runner:
 
     def __init__(self, *, data_root: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
                  device: str = "auto", progress: bool = True, eval_batch_size: int | None = None,
-                 checkpoint_seconds: float = 60.0) -> None:
+                 checkpoint_seconds: float = 60.0, data_parallel: bool = False) -> None:
         self.data_root = data_root
+        # Supervised pre-training split over the ranks (fit's data_parallel): a no-op on one process.
+        self.data_parallel = data_parallel
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
         # Under torchrun: join the process group; each rank takes its own GPU; only rank 0 shows progress.
@@ -205,16 +207,19 @@ class Runner:
 
         Under torchrun, rank 0 trains (and writes the checkpoint) while the others wait, then they load it, or,
         for a method whose meta-batch splits over the ranks (:func:`~fewshot.train.loop.split_across_ranks`),
-        every rank trains its block of each meta-batch; the test episodes are sharded over the ranks; every rank returns rank 0's record, and only rank 0 should
-        save it (identical bytes if others do)."""
+        every rank trains its block of each meta-batch (with ``data_parallel``, supervised pre-training its slice
+        of each batch); the test episodes are sharded over the ranks; every rank returns rank 0's record, and only
+        rank 0 should save it (identical bytes if others do)."""
         cell = spec if isinstance(spec, PreparedCell) else self.prepare(spec)
         spec, test_set, episodes, train_set = cell.spec, cell.test_set, cell.episodes, cell.train_set
         method, config, trains = cell.method, cell.config, cell.trains
         def train() -> TrainReport:
             return fit(method, train_set, config, seed=spec.train_seed, checkpoint_dir=self.checkpoint_dir,
-                       device=self.device, progress=self.progress, checkpoint_seconds=self.checkpoint_seconds)
+                       device=self.device, progress=self.progress, checkpoint_seconds=self.checkpoint_seconds,
+                       data_parallel=self.data_parallel)
 
-        report = train() if split_across_ranks(method) else distributed.main_first(train)
+        report = train() if split_across_ranks(method, self.data_parallel) else distributed.main_first(train)
+        split_by = "batch" if method.train_kind == TrainKind.SUPERVISED else "meta-batch"
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress, precision=spec.precision)
         fixed = spec.fixed_episodes
@@ -237,7 +242,7 @@ class Runner:
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
                    "curve": report.curve, "warnings": report.warnings,
-                   **({"split": {"ranks": report.ranks, "by": "meta-batch"}} if report.ranks > 1 else {})},
+                   **({"split": {"ranks": report.ranks, "by": split_by}} if report.ranks > 1 else {})},
             environment={**environment(str(self.device)), **result.timings, **result.used},
             created=now(), fingerprint=spec.fingerprint(),
         )
