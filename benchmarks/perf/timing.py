@@ -47,11 +47,11 @@ def alternate(variants: dict[str, Callable[[], float]], rounds: int,
 
 
 def write_throughput(name: str, settings: dict, unit: str, groups: dict, device: str, out: str | os.PathLike,
-                     render: Callable[[dict], str]) -> dict[str, Any]:
-    """Store a throughput result as ``<out>/<name>.json`` (the shape the results page reads) and its table
-    ``<name>.md`` (``render`` of the stored result alone); returns the result."""
+                     render: Callable[[dict], str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Store a throughput result as ``<out>/<name>.json`` (the shape the results page reads; ``extra``: more
+    top-level keys) and its table ``<name>.md`` (``render`` of the stored result alone); returns the result."""
     result = {"benchmark": name, "created": now(), "settings": settings,
-              "throughput": {"unit": unit, "groups": groups}, "environment": environment(device)}
+              "throughput": {"unit": unit, "groups": groups}, "environment": environment(device), **(extra or {})}
     atomic_write_text(Path(out) / f"{name}.json", json.dumps(result, indent=1) + "\n")
     atomic_write_text(Path(out) / f"{name}.md", render(result))
     return result
