@@ -3,17 +3,25 @@
 timing is asserted: the figures of a quick run mean nothing)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "perf"))
 import gpu  # noqa: E402
 
 
 def test_quick_run_writes_every_part_labelled_with_the_device(tmp_path):
-    returned = gpu.main(["--quick", "--device", "cpu", "--threads", "1", "--pretrained", "none", "--out",
-                         str(tmp_path)])
+    threads = torch.get_num_threads()
+    try:
+        returned = gpu.main(["--quick", "--device", "cpu", "--threads", "1", "--pretrained", "none", "--out",
+                             str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
     stored = json.loads((tmp_path / "gpu.json").read_text())
     assert stored == json.loads(json.dumps(returned))
     assert stored["benchmark"] == "gpu" and stored["environment"]["device"] == "cpu"
@@ -39,3 +47,21 @@ def test_quick_run_writes_every_part_labelled_with_the_device(tmp_path):
 def test_a_missing_pretrained_backbone_is_skipped_with_its_reason():
     backbone, why = gpu.pretrained_backbone("no-such-backbone")
     assert backbone is None and why.startswith("no-such-backbone unavailable: ")
+
+
+def test_embedding_part_is_embed_throughput_against_the_timm_bound(tmp_path):
+    backbone, why = gpu.pretrained_backbone("efficientnet_lite0")
+    if backbone is None:
+        pytest.skip(why)
+    args = argparse.Namespace(quick=True, meta_batches="2", hidden=8, pretrained="efficientnet_lite0",
+                              embed_batch_sizes="2,4", embed_images=4, rounds=1)
+    threads = torch.get_num_threads()
+    try:
+        groups, skipped = gpu.script_groups(args, torch.device("cpu"), tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    group = groups["pretrained features (efficientnet_lite0)"]
+    assert skipped == {} and group["unit"] == "images/s" and group["device"] == "cpu"
+    assert group["reference"] == "timm bound (batch 16, channels_last)"
+    assert {f"harness batch {b}, {m}" for b in (2, 4) for m in ("contiguous", "channels_last")} < set(group["median"])
+    assert all(rate > 0 for rate in group["median"].values())
