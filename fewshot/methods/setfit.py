@@ -8,7 +8,6 @@ prepared, see :class:`~fewshot.backbones.text_encoders.SentenceEncoder`); the sh
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
 from fewshot.backbones.text_encoders import trim_padding
+from fewshot.core.errors import UsageError
 from fewshot.core.hashing import sha256_json, sha256_tensor
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
 from fewshot.methods.finetune import BatchedAdam, Params
@@ -97,6 +97,9 @@ class SetFit(FewShotMethod):
 
     def forward(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
         cfg = self.config
+        for key in ("num_iterations", "batch_size", "epochs"):
+            if getattr(cfg, key) < 1:
+                raise UsageError(f"setfit option {key} must be at least 1, got {getattr(cfg, key)}")
         self.backbone.eval()
         text = not support.is_floating_point()   # token ids (images and features are floats)
         support, query = trim_padding(support), trim_padding(query)
