@@ -26,7 +26,7 @@ from fewshot.data.dataset import ClassDataset
 from fewshot.data.text.encoders import (DEFAULT_ENCODER, encoder_folder, encoder_name, folder_identity,
                                         load_sentence_transformer, tokenizer_identity)
 
-__all__ = ["SentenceEncoder", "check_tokenizer", "create_sentence_encoder", "text_backbone"]
+__all__ = ["SentenceEncoder", "check_tokenizer", "create_sentence_encoder", "text_backbone", "trim_padding"]
 
 
 class SentenceEncoder(nn.Module):
@@ -77,7 +77,7 @@ class SentenceEncoder(nn.Module):
         try:
             lengths = (ids >= 0).sum(1).tolist()
         except RuntimeError:  # under torch.func transforms nothing may depend on the data: one padded batch
-            return self._encode(ids).reshape(*lead, -1)
+            return self._encode(ids, transformed=True).reshape(*lead, -1)
         # Texts sorted by length in chunks cut to their longest text (as the library's encode does): short
         # texts then cost what they are, ~3x faster than padding a batch to its longest text.
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -91,14 +91,38 @@ class SentenceEncoder(nn.Module):
         inverse[torch.tensor(order, device=ids.device)] = torch.arange(len(order), device=ids.device)
         return torch.cat(parts)[inverse].reshape(*lead, -1)
 
-    def _encode(self, ids: Tensor) -> Tensor:
-        """Sentence features of ids ``[B, L]`` in one call of the library's model."""
+    def _encode(self, ids: Tensor, transformed: bool = False) -> Tensor:
+        """Sentence features of ids ``[B, L]`` in one call of the library's model.
+
+        ``transformed``: under ``torch.func.vmap`` Hugging Face's mask preparation branches on the mask's values
+        (``padding_mask.all()``), which vmap cannot do; an already prepared 4D additive mask is used as given, so
+        the transformer module gets one (the library's kwargs override its features) and the pooling the 2D mask.
+        """
         mask = ids >= 0
         features = {"input_ids": torch.where(mask, ids, self.pad_id), "attention_mask": mask.long()}
         if self.token_types:
             features["token_type_ids"] = torch.zeros_like(ids)
-        out = self.model(features)["sentence_embedding"]
+        if transformed:
+            modules = list(self.model.children())
+            dtype = next(self.model.parameters()).dtype
+            additive = torch.zeros(mask.shape, dtype=dtype, device=ids.device).masked_fill(
+                ~mask, torch.finfo(dtype).min)[:, None, None, :].expand(-1, 1, ids.shape[-1], -1)
+            features = modules[0](features, attention_mask=additive)
+            for module in modules[1:]:
+                features = module(features)
+            out = features["sentence_embedding"]
+        else:
+            out = self.model(features)["sentence_embedding"]
         return out[..., :self.truncate_dim] if self.truncate_dim else out
+
+
+def trim_padding(inputs: Tensor) -> Tensor:
+    """Token ids ``[..., L]`` cut to their longest text (what follows is padding; images and features are returned
+    as they are). Under ``torch.func`` transforms an encoder pads to ``L``; cut first, attention costs what the
+    texts are."""
+    if inputs.is_floating_point() or not inputs.numel():
+        return inputs
+    return inputs[..., :max(int((inputs >= 0).sum(-1).max()), 1)]
 
 
 def check_tokenizer(backbone: nn.Module, dataset: ClassDataset) -> None:

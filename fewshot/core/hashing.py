@@ -28,3 +28,14 @@ def sha256_json(value: Any, length: int | None = None) -> str:
     blob = json.dumps(value, sort_keys=True, default=str).encode()
     digest = hashlib.sha256(blob).hexdigest()
     return digest[:length] if length else digest
+
+
+def sha256_tensor(tensor: Any, length: int | None = None) -> str:
+    """The sha256 of a tensor's dtype, shape and values (read on the CPU), cut to ``length``."""
+    import torch  # here, so that hashing files and JSON never imports torch
+
+    t = tensor.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # the raw bytes, whatever the dtype
+    digest = h.hexdigest()
+    return digest[:length] if length else digest

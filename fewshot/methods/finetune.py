@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
+from fewshot.backbones.text_encoders import trim_padding
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
 
 Params = dict[str, Tensor]
@@ -128,6 +129,8 @@ class FullFineTune(FewShotMethod):
         self.backbone.eval()
         cfg = self.config
         episodes = support.shape[0]
+        # Token ids: under vmap an encoder pads every text to the input's width; cut it to the longest text.
+        support, query = trim_padding(support), trim_padding(query)
         base = {k: v.detach() for k, v in self.backbone.named_parameters()}
         buffers = {k: v for k, v in self.backbone.named_buffers()}
 
