@@ -291,7 +291,7 @@ def bench_main(argv: Sequence[str]) -> int:
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
                     checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel)
-    cells = [runner.prepare(spec) for spec in specs]     # data, episodes, builds: every check before training
+    cells = [runner.prepare(runner.resolve(spec)) for spec in specs]     # data, episodes, builds: every check before training
     main = distributed.is_main()     # under torchrun only rank 0 writes records and prints; the others only work
     records = []
     start = time.perf_counter()

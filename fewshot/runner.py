@@ -57,6 +57,9 @@ class CellSpec:
     # The autocast dtype of evaluation (fewshot.evaluate.precision): part of the fingerprint when not fp32, so
     # records of one precision never stand in for another's.
     precision: str = "fp32"
+    # Supervised pre-training split over the torchrun ranks (DistributedDataParallel's semantics, batch norm per
+    # rank): other weights than one process's, so another cell, fingerprint and record name. Set by Runner.resolve.
+    data_parallel: bool = False
 
     @property
     def source(self) -> str:
@@ -97,7 +100,7 @@ class Runner:
                  device: str = "auto", progress: bool = True, eval_batch_size: int | None = None,
                  checkpoint_seconds: float = 60.0, data_parallel: bool = False) -> None:
         self.data_root = data_root
-        # Supervised pre-training split over the ranks (fit's data_parallel): a no-op on one process.
+        # Supervised pre-training split over the ranks (fit's data_parallel): a no-op on one process (resolve).
         self.data_parallel = data_parallel
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
@@ -109,6 +112,13 @@ class Runner:
         self._datasets: dict[tuple, ClassDataset] = {}
         self._episodes: dict[tuple, EpisodeSet] = {}
         self._fixed: dict[tuple, tuple[ClassDataset, EpisodeSet]] = {}
+
+    def resolve(self, spec: CellSpec) -> CellSpec:
+        """``spec`` as this runner will run it: marked ``data_parallel`` when the runner was asked to split
+        supervised pre-training, more than one rank shares the work and the method pre-trains supervised."""
+        split = (self.data_parallel and distributed.world_size() > 1
+                 and method_class(spec.method).train_kind == TrainKind.SUPERVISED)
+        return dataclasses.replace(spec, data_parallel=True) if split and not spec.data_parallel else spec
 
     def dataset(self, name: str, split: str, options: dict[str, Any] | None = None) -> ClassDataset:
         key = (name, split, tuple(sorted((options or {}).items())))
@@ -216,9 +226,9 @@ class Runner:
         def train() -> TrainReport:
             return fit(method, train_set, config, seed=spec.train_seed, checkpoint_dir=self.checkpoint_dir,
                        device=self.device, progress=self.progress, checkpoint_seconds=self.checkpoint_seconds,
-                       data_parallel=self.data_parallel)
+                       data_parallel=spec.data_parallel)
 
-        report = train() if split_across_ranks(method, self.data_parallel) else distributed.main_first(train)
+        report = train() if split_across_ranks(method, spec.data_parallel) else distributed.main_first(train)
         split_by = "batch" if method.train_kind == TrainKind.SUPERVISED else "meta-batch"
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress, precision=spec.precision)

@@ -125,6 +125,10 @@ def test_data_parallel_pre_training_from_the_command_line(trained, tmp_path):
     alone = Path(one["train"]["checkpoint"]).name
     assert alone == Path(reference["train"]["checkpoint"]).name and list(weights(single)) == [alone]
     assert checkpoint == alone.replace(".pt", "-ddp2.pt")               # the same key, kept apart
+    # Other weights, so another cell: its own fingerprint and record name (never taken for the single-process one).
+    assert one["fingerprint"] == reference["fingerprint"] != two["fingerprint"]
+    assert {p.name for p in (single / "runs").glob("finetune-full*.json")}.isdisjoint(
+        p.name for p in (sharded / "runs").glob("finetune-full*.json"))
 
 
 KILL_OR_LOG = textwrap.dedent('''

@@ -14,6 +14,8 @@ configuration: they are recorded, give the cell its own record, and the table sa
 """
 from __future__ import annotations
 
+import dataclasses
+
 import fnmatch
 import json
 import sys
@@ -125,6 +127,8 @@ def reproduce(spec: BenchmarkSpec, *, out: str | Path | None = None, runner: Run
     Interrupted (KeyboardInterrupt, SIGINT or SIGTERM), it writes the tables and raises :class:`Interrupted`."""
     out = Path(out) if out is not None else Path("results") / spec.name
     planned = spec.cells(episodes=episodes, train_steps=train_steps)
+    if runner is not None:          # as the runner will run them (a data-parallel cell is another cell)
+        planned = [dataclasses.replace(c, spec=runner.resolve(c.spec)) for c in planned]
     todo = select_cells(planned, cells) if run else []
     problems = [f"{c.id}: {p}" for c in todo if (p := check_cell(c))]
     if problems:
