@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-batch", type=positive_int, default=None, help="episodes per evaluation batch")
     parser.add_argument("--data-parallel", action="store_true",
                         help=DATA_PARALLEL_HELP)
-    parser.add_argument("--precision", default="fp32", metavar="fp32|bf16|fp16",
-                        help="autocast dtype of evaluation (fp16: CUDA only); recorded, and part of the record's key")
+    parser.add_argument("--precision", default="fp32", metavar="fp32|tf32|bf16|fp16",
+                        help="precision of evaluation: fp32, TF32 matmuls (tf32), or bf16/fp16 autocast (tf32 and "
+                             "fp16: CUDA only); recorded, and part of the record's key")
     parser.add_argument("--out", default="results/runs", help="folder for the run records (JSON)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only the table")
     return parser

@@ -1,5 +1,5 @@
 """Mixed precision: bf16 autocast on the CPU keeps the accuracies of float32, is recorded and keys its records
-apart; fp16 on the CPU is a usage error before any work."""
+apart; fp16 and tf32 on the CPU are usage errors before any work."""
 from __future__ import annotations
 
 import pytest
@@ -68,11 +68,23 @@ def test_fp16_on_the_cpu_is_a_usage_error(tmp_path, capsys):
     assert "--precision fp16 needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "ckpt").exists()                   # refused before any training
     assert bench(tmp_path, "x", "--precision", "fp8") == 2
-    assert "not a precision; use fp32, bf16, fp16" in capsys.readouterr().err
+    assert "not a precision; use fp32, tf32, bf16, fp16" in capsys.readouterr().err
+    assert bench(tmp_path, "tf32", "--precision", "tf32") == 2
+    assert "--precision tf32 needs a CUDA device, and this run is on cpu; use --precision fp32" in capsys.readouterr().err
     dataset = blob_dataset()
     with pytest.raises(UsageError, match="needs a CUDA device"):
         evaluate(create_method("protonet", torch.nn.Flatten()), dataset,
                  sample_episodes(dataset, 3, 1, 1, episodes=2, seed=0), device="cpu", precision="fp16")
+
+
+def test_tf32_lets_matmuls_use_tensorfloat32_only_inside_the_evaluation():
+    from fewshot.evaluate.precision import autocast
+
+    before = torch.get_float32_matmul_precision()
+    with autocast("tf32", "cuda"):
+        assert torch.get_float32_matmul_precision() == "high"
+        assert not torch.is_autocast_enabled("cuda")           # tensors stay float32
+    assert torch.get_float32_matmul_precision() == before == "highest"
 
 
 class Frozen(torch.nn.Module):

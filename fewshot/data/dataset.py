@@ -129,7 +129,7 @@ class ClassDataset:
         keep = torch.nonzero(new_labels >= 0).flatten()
         # The same classes of the examples this one converts, converted: a fingerprint of the source's subset.
         source = None if self.converted_from is None else hashlib.sha256(
-            f"{self.converted_from}|{classes.tolist()}|{name or self.name}".encode()).hexdigest()
+            f"{self.converted_from}|{classes.tolist()}".encode()).hexdigest()
         return ClassDataset(
             self.data[keep.to(self.data.device)],
             new_labels[keep],

@@ -185,6 +185,8 @@ def train_episodic(method: FewShotMethod, dataset: ClassDataset, config: TrainCo
             losses = method.episode_loss(support, as_index(episodes.support_labels, device), query,
                                          as_index(episodes.query_labels, device), config.ways)
             loss = losses.sum() / config.meta_batch if session.shared else losses.mean()
+            if not session.shared:      # a NaN stops before backward; split, it is checked on the summed loss
+                _check_finite(loss, step, config, session)
             loss.backward()
         if session.shared:
             loss = _sum_over_ranks(method.parameters(), loss)
@@ -241,6 +243,8 @@ def train_supervised(method: FewShotMethod, dataset: ClassDataset, config: Train
             loss = F.cross_entropy(head(backbone(images)), labels)
             if session.shared:
                 loss = loss * share
+            else:
+                _check_finite(loss, step, config, session)
             loss.backward()
         if session.shared:
             loss = _sum_over_ranks(params, loss)
