@@ -53,3 +53,18 @@ def test_training_lowers_the_loss(blobs):
         loss.backward()
         opt.step()
     assert method.episode_loss(*args).mean() < 0.5 * first
+
+
+def test_nothing_to_train_on_a_frozen_backbone(blobs, tmp_path):
+    """ProtoNet on a frozen encoder (a foundation model's features) has no weight to meta-train: fit trains
+    nothing, writes no checkpoint and leaves the weights as they were (it used to fail on an empty optimiser)."""
+    from fewshot.train import TrainConfig, fit
+
+    backbone = create_backbone("conv4", in_channels=1, image_size=16, hidden=8).requires_grad_(False)
+    method = create_method("protonet", backbone)
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    report = fit(method, blobs, TrainConfig(steps=5, ways=3, shots=1, queries=2), checkpoint_dir=tmp_path,
+                 progress=False)
+    assert (report.checkpoint, report.steps, report.loaded) == (None, 0, False)
+    assert list(tmp_path.iterdir()) == []
+    assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())

@@ -81,8 +81,10 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
     norm's running statistics are rank 0's at the end. No effect on a single process or on other training kinds."""
     method.to(device)
     frozen = not any(p.requires_grad for p in method.backbone.parameters())
-    if method.train_kind == TrainKind.NONE or (method.train_kind == TrainKind.SUPERVISED and frozen):
-        # Supervised pre-training of a frozen backbone would only train the head it drops: nothing to train.
+    nothing = method.train_kind == TrainKind.EPISODIC and not any(p.requires_grad for p in method.parameters())
+    if method.train_kind == TrainKind.NONE or (method.train_kind == TrainKind.SUPERVISED and frozen) or nothing:
+        # Supervised pre-training of a frozen backbone would only train the head it drops, and episodic training
+        # of a method with no trainable weight (ProtoNet on a frozen encoder) would change nothing: nothing to train.
         return TrainReport(None, loaded=False, seconds=0.0, steps=0)
     shared = split_across_ranks(method, data_parallel)
     ranks = distributed.world_size() if shared else 1
