@@ -107,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
                         help="also save a partial checkpoint of a training this often (default 60)")
     parser.add_argument("--eval-batch", type=positive_int, default=None, help="episodes per evaluation batch")
-    parser.add_argument("--data-parallel", action="store_true",
-                        help=DATA_PARALLEL_HELP)
+    parser.add_argument("--data-parallel", action="store_true", help=DATA_PARALLEL_HELP)
     parser.add_argument("--precision", default="fp32", metavar="fp32|tf32|bf16|fp16",
                         help="precision of evaluation: fp32, TF32 matmuls (tf32), or bf16/fp16 autocast (tf32 and "
                              "fp16: CUDA only); recorded, and part of the record's key")
@@ -292,7 +291,8 @@ def bench_main(argv: Sequence[str]) -> int:
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
                     checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel)
-    cells = [runner.prepare(runner.resolve(spec)) for spec in specs]     # data, episodes, builds: every check before training
+    # Data, episodes, builds: every check before training.
+    cells = [runner.prepare(runner.resolve(spec)) for spec in specs]
     main = distributed.is_main()     # under torchrun only rank 0 writes records and prints; the others only work
     records = []
     start = time.perf_counter()
@@ -339,8 +339,7 @@ def reproduce_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-seconds", type=seconds, default=60.0,
                    help="also save a partial checkpoint of a training this often (default 60)")
     p.add_argument("--eval-batch", type=positive_int, default=None)
-    p.add_argument("--data-parallel", action="store_true",
-                   help=DATA_PARALLEL_HELP)
+    p.add_argument("--data-parallel", action="store_true", help=DATA_PARALLEL_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

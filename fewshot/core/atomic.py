@@ -83,7 +83,8 @@ def _alive(pid: int) -> bool:
 
 
 def remove_orphans(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Delete the temporary files (and folders) in ``folder`` whose writing process no longer runs; returns what was deleted."""
+    """Delete the temporary files (and folders) in ``folder`` whose writing process no longer runs; returns what
+    was deleted."""
     folder = Path(folder)
     if not folder.is_dir():
         return []

@@ -3,9 +3,9 @@
 ``fp32`` (the default) runs as ever; ``tf32`` (CUDA only) keeps float32 tensors but lets float32 matmuls use
 TensorFloat-32 (``torch.set_float32_matmul_precision("high")`` for the evaluation, restored after; cuDNN's
 convolutions already default to TF32 in PyTorch); ``bf16`` and ``fp16`` autocast to that dtype on the evaluation's
-device. float16 autocast is for CUDA only: on the CPU it is slow and untested, and bf16 is the CPU's half type. Features are
-handed to the classifying step as float32, so a method that fits something on them (a linear probe) keeps float32
-parameters; autocast lowers only the operations it lists (matmuls, convolutions).
+device. float16 autocast is for CUDA only: on the CPU it is slow and untested, and bf16 is the CPU's half type.
+Features are handed to the classifying step as float32, so a method that fits something on them (a linear probe)
+keeps float32 parameters; autocast lowers only the operations it lists (matmuls, convolutions).
 """
 from __future__ import annotations
 

@@ -48,6 +48,21 @@ class BatchedAdam:
         return out
 
 
+def episode_copies(module: torch.nn.Module,
+                   episodes: int) -> tuple[Params, Params, Callable[[Params, Tensor], Tensor]]:
+    """``(base, copies, features)``: ``module``'s parameters (detached), ``episodes`` stacked copies of them (a
+    leading episode dimension, each episode's to change) and ``features(params, inputs)``, the module run with the
+    given parameters and its own buffers (``functional_call``), to ``vmap`` over episodes."""
+    base = {k: v.detach() for k, v in module.named_parameters()}
+    buffers = dict(module.named_buffers())
+    copies = {k: v.unsqueeze(0).expand(episodes, *v.shape).clone() for k, v in base.items()}
+
+    def features(params: Params, inputs: Tensor) -> Tensor:
+        return functional_call(module, (params, buffers), (inputs,))
+
+    return base, copies, features
+
+
 def head_loss(head: Params, features: Tensor, labels: Tensor) -> Tensor:
     """Cross-entropy of one episode's linear head on its support features ``[S, D]``."""
     return F.cross_entropy(features @ head["weight"].T + head["bias"], labels)
@@ -131,18 +146,12 @@ class FullFineTune(FewShotMethod):
         episodes = support.shape[0]
         # Token ids: under vmap an encoder pads every text to the input's width; cut it to the longest text.
         support, query = trim_padding(support), trim_padding(query)
-        base = {k: v.detach() for k, v in self.backbone.named_parameters()}
-        buffers = {k: v for k, v in self.backbone.named_buffers()}
-
-        def features(params: Params, images: Tensor) -> Tensor:
-            return functional_call(self.backbone, (params, buffers), (images,))
-
+        base, copies, features = episode_copies(self.backbone, episodes)
         with torch.no_grad():
             start = torch.func.vmap(features, in_dims=(None, 0))(base, support)
         head = fit_heads(start, support_labels, ways,
                          FineTuneConfig(cfg.head_warmup_steps, cfg.lr, cfg.weight_decay))
-        params = {**{f"backbone.{k}": v.unsqueeze(0).expand(episodes, *v.shape).clone() for k, v in base.items()},
-                  **{f"head.{k}": v for k, v in head.items()}}
+        params = {**{f"backbone.{k}": v for k, v in copies.items()}, **{f"head.{k}": v for k, v in head.items()}}
 
         def loss(p: Params, images: Tensor, labels: Tensor) -> Tensor:
             feats = features({k[9:]: v for k, v in p.items() if k.startswith("backbone.")}, images)

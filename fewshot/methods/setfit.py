@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
 from fewshot.backbones.text_encoders import trim_padding
 from fewshot.core.errors import UsageError
 from fewshot.core.hashing import sha256_json, sha256_tensor
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
-from fewshot.methods.finetune import BatchedAdam, Params
+from fewshot.methods.finetune import BatchedAdam, Params, episode_copies
 from fewshot.methods.linear_probe import LinearProbeConfig, regression_logits
 
 
@@ -108,17 +108,12 @@ class SetFit(FewShotMethod):
                               episode_generator(cfg.seed, support[e], support_labels[e])) for e in range(episodes)]
         first, second, target = (torch.stack(p).to(support.device) for p in zip(*pairs))   # [E, P] each
         rows = torch.arange(episodes, device=support.device)[:, None]
-        base = {k: v.detach() for k, v in self.backbone.named_parameters()}
-        buffers = dict(self.backbone.named_buffers())
-
-        def features(params: Params, x: Tensor) -> Tensor:
-            return functional_call(self.backbone, (params, buffers), (x,))
+        base, params, features = episode_copies(self.backbone, episodes)
 
         def pair_loss(params: Params, a: Tensor, b: Tensor, t: Tensor) -> Tensor:
             u, v = features(params, torch.cat([a, b])).split(a.shape[0])
             return F.mse_loss(F.cosine_similarity(u, v, dim=-1), t)
 
-        params = {k: v.unsqueeze(0).expand(episodes, *v.shape).clone() for k, v in base.items()}
         optimiser = BatchedAdam({k: cfg.lr for k in params})
         step_grads = vmap(grad(pair_loss))
         total, dtype = first.shape[1], next(iter(base.values())).dtype
@@ -135,4 +130,3 @@ class SetFit(FewShotMethod):
             s = F.normalize(vmap(features)(params, support), dim=-1)
             q = F.normalize(vmap(features)(params, query), dim=-1)
         return regression_logits(s, support_labels, q, ways, cfg.C, LinearProbeConfig(C=cfg.C))
-

@@ -15,7 +15,6 @@ configuration: they are recorded, give the cell its own record, and the table sa
 from __future__ import annotations
 
 import dataclasses
-
 import fnmatch
 import json
 import sys

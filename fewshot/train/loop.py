@@ -187,16 +187,24 @@ def train_episodic(method: FewShotMethod, dataset: ClassDataset, config: TrainCo
             losses = method.episode_loss(support, as_index(episodes.support_labels, device), query,
                                          as_index(episodes.query_labels, device), config.ways)
             loss = losses.sum() / config.meta_batch if session.shared else losses.mean()
-            if not session.shared:      # a NaN stops before backward; split, it is checked on the summed loss
-                _check_finite(loss, step, config, session)
-            loss.backward()
-        if session.shared:
-            loss = _sum_over_ranks(method.parameters(), loss)
-        loss_value = _check_finite(loss, step, config, session)
+        loss_value = _backward(loss, method.parameters(), step, config, session)
         opt.step()
         sched.step()
         session.step_done(step, modules, loss_value)
     return loss_value
+
+
+def _backward(loss: torch.Tensor, params, step: int, config: TrainConfig, session: TrainSession) -> float:
+    """Backpropagate this step's loss and return its value, checked finite. On one process the check comes first
+    (a NaN stops before backward); in a shared session each rank backpropagates its part (if it has one) and the
+    gradients and loss are summed over the ranks, then the summed loss is checked, the same on every rank."""
+    if not session.shared:
+        value = _check_finite(loss, step, config, session)
+        loss.backward()
+        return value
+    if loss.requires_grad:          # a rank with no episode of this step has a constant zero loss
+        loss.backward()
+    return _check_finite(_sum_over_ranks(params, loss), step, config, session)
 
 
 def _sum_over_ranks(params, loss: torch.Tensor) -> torch.Tensor:
@@ -245,12 +253,7 @@ def train_supervised(method: FewShotMethod, dataset: ClassDataset, config: Train
             loss = F.cross_entropy(head(backbone(images)), labels)
             if session.shared:
                 loss = loss * share
-            else:
-                _check_finite(loss, step, config, session)
-            loss.backward()
-        if session.shared:
-            loss = _sum_over_ranks(params, loss)
-        loss_value = _check_finite(loss, step, config, session)
+        loss_value = _backward(loss, params, step, config, session)
         opt.step()
         sched.step()
         session.step_done(step, modules, loss_value)

