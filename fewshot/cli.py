@@ -66,6 +66,8 @@ def _split_names(values: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fewshot.data.episodes import PROTOCOLS
+
     parser = ArgumentParser(
         prog=PROG,
         description="Few-shot benchmark: train or reuse methods, evaluate them on shared seeded episodes, "
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=positive_int, nargs="+", default=[5], help="one or more shot counts")
     parser.add_argument("--queries", type=positive_int, default=15, help="query examples per class")
     parser.add_argument("--episodes", type=positive_int, default=600, help="test episodes")
+    parser.add_argument("--protocol", default="fixed", choices=PROTOCOLS,
+                        help="test episodes: fixed --ways/--shots/--queries, or Meta-Dataset's (each episode draws "
+                             "5-50 ways, imbalanced shots, up to 500 support and 10 queries per class; --ways and "
+                             "--shots then shape only meta-training)"),
     parser.add_argument("--backbone", default=None,
                         help="backbone of the --method(s) (default: each method's own); the baseline keeps its own")
     parser.add_argument("--backbone-option", action="append", default=[], metavar="KEY=VALUE",
@@ -263,7 +269,7 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
         mine = name in chosen
         steps = args.train_steps if mine else args.baseline_train_steps
         return CellSpec(method=name, dataset=args.dataset, train_dataset=args.train_dataset, ways=args.ways, shots=shots, queries=args.queries,
-                        episodes=args.episodes, seed=args.seed, train_seed=args.train_seed,
+                        episodes=args.episodes, seed=args.seed, train_seed=args.train_seed, protocol=args.protocol,
                         train={"steps": steps} if steps else {}, backbone=args.backbone if mine else None,
                         precision=args.precision, dataset_options=text_options,
                         train_dataset_options=text_options if args.train_dataset else {},
@@ -300,7 +306,8 @@ def bench_main(argv: Sequence[str]) -> int:
         spec = cell.spec
         if main and not args.quiet:
             where = f"{spec.train_dataset} -> {spec.dataset}" if spec.train_dataset else spec.dataset
-            print(f"[{spec.method}] {where} {spec.ways}-way {spec.shots}-shot ...", file=sys.stderr)
+            shape = f"{spec.protocol} episodes" if spec.protocol != "fixed" else f"{spec.ways}-way {spec.shots}-shot"
+            print(f"[{spec.method}] {where} {shape} ...", file=sys.stderr)
         record = runner.run(cell)
         records.append(record)
         if not main:

@@ -17,6 +17,8 @@ import torch
 from fewshot.backbones import accepts_any_image_format, create_backbone, pretrained_on
 from fewshot.backbones.text_encoders import check_tokenizer, text_backbone
 from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
+from fewshot.data.episodes import check_protocol
+from fewshot.data.meta_dataset_episodes import VariableEpisodeSet
 from fewshot.core import distributed
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
@@ -57,6 +59,9 @@ class CellSpec:
     # The autocast dtype of evaluation (fewshot.evaluate.precision): part of the fingerprint when not fp32, so
     # records of one precision never stand in for another's.
     precision: str = "fp32"
+    # How the test episodes are drawn (fewshot.data.episodes.PROTOCOLS): "meta-dataset" draws ways, shots and
+    # queries per episode; `ways` and `shots` then shape only the meta-training episodes.
+    protocol: str = "fixed"
     # Supervised pre-training split over the torchrun ranks (DistributedDataParallel's semantics, batch norm per
     # rank): other weights than one process's, so another cell, fingerprint and record name. Set by Runner.resolve.
     data_parallel: bool = False
@@ -84,7 +89,7 @@ class PreparedCell:
 
     spec: CellSpec
     test_set: ClassDataset
-    episodes: EpisodeSet
+    episodes: EpisodeSet | VariableEpisodeSet
     train_set: ClassDataset
     method: FewShotMethod
     config: TrainConfig
@@ -110,7 +115,7 @@ class Runner:
         self.progress = progress and distributed.is_main()
         self.eval_batch_size = eval_batch_size
         self._datasets: dict[tuple, ClassDataset] = {}
-        self._episodes: dict[tuple, EpisodeSet] = {}
+        self._episodes: dict[tuple, EpisodeSet | VariableEpisodeSet] = {}
         self._fixed: dict[tuple, tuple[ClassDataset, EpisodeSet]] = {}
 
     def resolve(self, spec: CellSpec) -> CellSpec:
@@ -126,17 +131,23 @@ class Runner:
             self._datasets[key] = load_dataset(name, split, root=self.data_root, **(options or {}))
         return self._datasets[key]
 
-    def episodes(self, spec: CellSpec, dataset: ClassDataset) -> EpisodeSet:
-        key = (dataset.fingerprint(), spec.ways, spec.shots, spec.queries, spec.episodes, spec.seed)
+    def episodes(self, spec: CellSpec, dataset: ClassDataset) -> EpisodeSet | VariableEpisodeSet:
+        variable = spec.protocol != "fixed"     # the fixed shape does not decide variable episodes
+        key = (dataset.fingerprint(), spec.protocol, *((None,) * 3 if variable else (spec.ways, spec.shots,
+               spec.queries)), spec.episodes, spec.seed)
         if key not in self._episodes:
             self._episodes[key] = sample_episodes(dataset, spec.ways, spec.shots, spec.queries, spec.episodes,
-                                                  seed=spec.seed)
+                                                  seed=spec.seed, protocol=spec.protocol)
         return self._episodes[key]
 
-    def test_data(self, spec: CellSpec) -> tuple[ClassDataset, EpisodeSet]:
+    def test_data(self, spec: CellSpec) -> tuple[ClassDataset, EpisodeSet | VariableEpisodeSet]:
         """The test set and the episodes a cell is scored on: its fixed episode set, or episodes sampled from
         ``spec.dataset``'s test split."""
+        check_protocol(spec.protocol)
         if spec.fixed_episodes:
+            if spec.protocol != "fixed":
+                raise ValueError(f"the fixed episode set {spec.fixed_episodes!r} has its own episodes; the "
+                                 f"{spec.protocol} protocol is for sampled ones")
             from fewshot.data.fixed import load_fixed_episodes
 
             key = (spec.fixed_episodes, tuple(sorted(spec.dataset_options.items())))
@@ -233,10 +244,12 @@ class Runner:
         result = evaluate(method, test_set, episodes, device=self.device, batch_size=self.eval_batch_size,
                           progress=self.progress, precision=spec.precision)
         fixed = spec.fixed_episodes
+        variable = isinstance(episodes, VariableEpisodeSet)   # ways, shots and queries 0: drawn per episode
+        shape = (0, 0, 0) if variable else (episodes.ways, episodes.shots, episodes.queries) if fixed else \
+            (spec.ways, spec.shots, spec.queries)
         record = RunRecord(
             method=spec.method, dataset=fixed or spec.dataset, split=spec.test_split,
-            ways=episodes.ways if fixed else spec.ways, shots=episodes.shots if fixed else spec.shots,
-            queries=episodes.queries if fixed else spec.queries, episodes=len(episodes),
+            ways=shape[0], shots=shape[1], queries=shape[2], episodes=len(episodes),
             episode_seed=episodes.seed if fixed else spec.seed, episode_hash=result.episode_hash,
             accuracies=result.accuracies.tolist(), train_seconds=report.seconds, eval_seconds=result.seconds,
             config={**method.describe(),
@@ -248,7 +261,9 @@ class Runner:
                     **({"cross_domain": True} if spec.train_dataset else {}),
                     **({"train_dataset_options": spec.train_dataset_options} if spec.train_dataset_options else {}),
                     **({"target_conversion": cell.conversion} if cell.conversion else {}),
-                    **({"precision": spec.precision} if spec.precision != "fp32" else {})},
+                    **({"precision": spec.precision} if spec.precision != "fp32" else {}),
+                    **({"protocol": {**episodes.describe(), "chance": float((1.0 / episodes.ways).mean())}}
+                       if variable else {})},
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
                    "curve": report.curve, "warnings": report.warnings,

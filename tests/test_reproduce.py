@@ -194,7 +194,21 @@ def test_spec_errors_name_the_problem(tmp_path):
     bad.write_text(SPEC.replace('settings = ["3w1s"]', 'settings = ["3w9s"]'))
     with pytest.raises(SpecError, match="3w9s"):
         load_spec(bad)
+    bad.write_text(SPEC.replace('fixed_episodes = "test-fixed-blobs"', 'fixed_episodes = "test-fixed-blobs"\n'
+                                                                    'protocol = "meta-dataset"'))
+    with pytest.raises(SpecError, match="a fixed episode set has its own episodes; drop protocol or fixed_episodes"):
+        load_spec(bad)
+    bad.write_text(SPEC.replace('shots = 1\n', 'shots = 1\nprotocol = "meta"\n', 1))
+    with pytest.raises(SpecError, match=r"settings\[0\]\.protocol: 'meta' is not one of fixed, meta-dataset"):
+        load_spec(bad)
     assert main(["reproduce", str(tmp_path / "nope.toml")]) == 2
+
+
+def test_a_setting_may_draw_meta_dataset_episodes(tmp_path):
+    good = tmp_path / "md.toml"
+    good.write_text(SPEC.replace('shots = 1\n', 'shots = 1\nprotocol = "meta-dataset"\n', 1))
+    cells = {(c.setting.id, c.spec.method): c.spec for c in load_spec(good).cells()}
+    assert cells["3w1s", "protonet"].protocol == "meta-dataset" and cells["fixed", "protonet"].protocol == "fixed"
 
 
 @pytest.mark.parametrize("path", list_specs(ROOT / "benchmarks"), ids=lambda p: p.stem)

@@ -7,6 +7,11 @@ in episode order. Every batch holds the episodes it holds in a single process, s
 single-process run. An out-of-memory error halves the batch (of episodes, or of images when embedding) and
 retries (:mod:`fewshot.evaluate.backoff`); what was used is in :attr:`EvalResult.used`. ``precision`` runs the
 embedding and the method's forward under autocast (:mod:`fewshot.evaluate.precision`).
+
+Variable-shape episodes (Meta-Dataset's, :mod:`fewshot.data.meta_dataset_episodes`) are batched padded to the
+widest episode of each batch for methods that declare ``takes_masks``: padding support rows carry label ``-1``,
+the harness sets the logits of classes an episode lacks to ``-inf`` and scores only real queries. Other methods
+get them one episode at a time, at each episode's own shape, so every method runs on either protocol.
 """
 from __future__ import annotations
 
@@ -17,10 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from fewshot.core import distributed
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.episodes import EpisodeSet, as_index
+from fewshot.data.meta_dataset_episodes import VariableEpisodeSet
 from fewshot.evaluate.backoff import chunked
 from fewshot.evaluate.features import embed
 from fewshot.evaluate.precision import DEFAULT_PRECISION, autocast, check_precision
@@ -63,7 +70,7 @@ def shard_bounds(episodes: int, batch_size: int, rank: int, world: int) -> tuple
     return min(first * batch_size, episodes), min(last * batch_size, episodes)
 
 
-def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet, *,
+def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet | VariableEpisodeSet, *,
              device: str | torch.device | None = "auto", batch_size: int | None = None,
              embed_batch_size: int | None = None, progress: bool = True,
              precision: str = DEFAULT_PRECISION) -> EvalResult:
@@ -81,6 +88,8 @@ def evaluate(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet,
     check_precision(precision, device)
     method.to(device).eval()
     batch_size = batch_size or method.eval_batch_size
+    if isinstance(episodes, VariableEpisodeSet) and not method.takes_masks:
+        batch_size = 1              # each episode alone at its own shape: the method never sees padding
     world, rank = distributed.world_size(), distributed.rank()
     distributed.barrier()       # start together: the time is the evaluation's, not another rank's catching up
     start = time.perf_counter()
@@ -115,7 +124,13 @@ def _merge_used(parts: list[tuple[np.ndarray, dict, dict]], batch_size: int) -> 
     return used
 
 
-def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet, device: torch.device,
+def _rows(stored: Tensor, device: torch.device | None = None) -> Tensor:
+    """Stored dataset rows as an int64 index; padding (``-1``) reads row 0, which the masks then ignore."""
+    return as_index(stored, device).clamp_min(0)
+
+
+def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: EpisodeSet | VariableEpisodeSet,
+                    device: torch.device,
                     batch_size: int, embed_batch_size: int | None, progress: bool,
                     precision: str = DEFAULT_PRECISION) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
     """Accuracies of the episodes of one rank's block, its timings and what it used."""
@@ -124,6 +139,7 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
     timings: dict[str, float] = {}
     used: dict[str, Any] = {}
     retries = 0
+    variable = isinstance(episodes, VariableEpisodeSet)
     start = time.perf_counter()
     if method.frozen_features:
         # The rows any episode uses, in order, and where each sits among them: a mask and a lookup over the
@@ -131,8 +147,8 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
         # over every index costs ~30 bytes per index: 180 MiB at 60,000 5-way 5-shot episodes).
         needed = torch.zeros(len(dataset), dtype=torch.bool)
         for lo in range(0, len(episodes), _MARK_EPISODES):      # blocks: the int64 index a mark makes stays small
-            needed[as_index(episodes.support[lo:lo + _MARK_EPISODES])] = True
-            needed[as_index(episodes.query[lo:lo + _MARK_EPISODES])] = True
+            for stored in (episodes.support[lo:lo + _MARK_EPISODES], episodes.query[lo:lo + _MARK_EPISODES]):
+                needed[_rows(stored[stored >= 0] if variable else stored)] = True
         rows = torch.nonzero(needed).flatten()
         position = torch.full((len(dataset),), -1, dtype=torch.long)
         position[rows] = torch.arange(len(rows))
@@ -146,30 +162,38 @@ def _evaluate_block(method: FewShotMethod, dataset: ClassDataset, episodes: Epis
             retries += embedded.chunking.retries
         timings["embed_seconds"] = time.perf_counter() - start
 
-        def inputs(lo: int, hi: int):
-            return (features[position[episodes.support[lo:hi]].to(device)],
-                    features[position[episodes.query[lo:hi]].to(device)])
+        def inputs(batch):
+            return (features[position[_rows(batch.support)].clamp_min(0).to(device)],
+                    features[position[_rows(batch.query)].clamp_min(0).to(device)])
     else:
-        def inputs(lo: int, hi: int):
-            return dataset.gather(episodes.support[lo:hi], device), dataset.gather(episodes.query[lo:hi], device)
+        def inputs(batch):
+            return dataset.gather(_rows(batch.support), device), dataset.gather(_rows(batch.query), device)
 
     # Written in place: a small tensor kept per batch would pin the heap between the batches' large temporaries
     # (glibc then grows the heap by about a batch every batch: 1.4-3.5 GiB at 60,000 episodes).
     accuracies = torch.empty(len(episodes), dtype=torch.float64)
 
     def accuracy(lo: int, hi: int) -> None:
-        support, query = inputs(lo, hi)
-        support_labels = as_index(episodes.support_labels[lo:hi], device)
-        query_labels = as_index(episodes.query_labels[lo:hi], device)
+        batch = episodes[lo:hi].trimmed() if variable else episodes[lo:hi]
+        ways = batch.classes.shape[1] if variable else episodes.ways       # the widest episode's, when padded
+        support, query = inputs(batch)
+        support_labels = as_index(batch.support_labels, device)
+        query_labels = as_index(batch.query_labels, device)
         with autocast(precision, device):
             if method.frozen_features:
-                logits = method.logits_from_features(support, support_labels, query, episodes.ways)
+                logits = method.logits_from_features(support, support_labels, query, ways)
             else:
-                logits = method(support, support_labels, query, episodes.ways)
-        expected = (hi - lo, query_labels.shape[1], episodes.ways)
+                logits = method(support, support_labels, query, ways)
+        expected = (hi - lo, query_labels.shape[1], ways)
         if tuple(logits.shape) != expected:
             raise RuntimeError(f"{method.name} returned logits of shape {tuple(logits.shape)}, expected {expected}")
-        accuracies[lo:hi] = (logits.argmax(-1) == query_labels).float().mean(1).detach()
+        if variable:
+            absent = ~batch.class_mask.to(device).unsqueeze(1)
+            real = batch.query_mask.to(device)
+            hits = (logits.detach().masked_fill(absent, float("-inf")).argmax(-1) == query_labels) & real
+            accuracies[lo:hi] = hits.sum(1).double() / real.sum(1)
+        else:
+            accuracies[lo:hi] = (logits.argmax(-1) == query_labels).float().mean(1).detach()
 
     _, chunking = chunked(len(episodes), batch_size, accuracy, device=device, desc=f"eval {method.name}",
                           progress=progress)

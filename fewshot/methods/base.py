@@ -80,6 +80,11 @@ class FewShotMethod(nn.Module):
     frozen_features: ClassVar[bool] = False
     #: True when the predictions for one query depend on the other queries.
     transductive: ClassVar[bool] = False
+    #: True when the method takes padded variable-shape episodes (Meta-Dataset's protocol) in one batch: support
+    #: rows labelled ``-1`` are padding and must count for nothing, and ``ways`` is the widest episode's (the
+    #: harness ignores the logits of classes an episode lacks and its padding queries). Otherwise the harness
+    #: gives such episodes one at a time, unpadded.
+    takes_masks: ClassVar[bool] = False
     #: Episodes per evaluation batch, a default the harness uses unless told otherwise.
     eval_batch_size: ClassVar[int] = 50
     #: True when each episode's meta-training loss depends on that episode alone (no batch norm across episodes,

@@ -36,13 +36,16 @@ class SimpleShot(FewShotMethod):
     paper = "Wang et al. 2019, SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot Learning"
     train_kind = TrainKind.NONE
     frozen_features = True
+    takes_masks = True
     default_backbone = "efficientnet_lite0"
     Config = SimpleShotConfig
 
     def logits_from_features(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
         transform = self.config.transform
         if transform == "CL2N":
-            mean = support.mean(1, keepdim=True)
+            real = (support_labels >= 0).to(support.dtype).unsqueeze(-1)    # padding rows (label -1) left out
+            mean = support.mean(1, keepdim=True) if bool(real.all()) else \
+                (support * real).sum(1, keepdim=True) / real.sum(1, keepdim=True)
             support, query = support - mean, query - mean
         if transform != "UN":
             support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)

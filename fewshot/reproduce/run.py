@@ -317,7 +317,9 @@ def _protocol_lines(report: ReproduceReport) -> list[str]:
         trained = any(method_trains(c.spec.method) for c in report.cells if c.setting.id == s.id)
         source = f"learns from {s.dataset}/{s.train_split}" if trained else \
             "no method learns from a dataset (a pretrained backbone's features, or none)"
-        lines.append(f"{s.title}: {s.ways}-way {s.shots}-shot; {source}; tested on {test}.")
+        shape = f"{s.ways}-way {s.shots}-shot" if s.protocol == "fixed" else \
+            f"Meta-Dataset episodes (ways and shots drawn per episode; meta-training {s.ways}-way {s.shots}-shot)"
+        lines.append(f"{s.title}: {shape}; {source}; tested on {test}.")
     return lines
 
 

@@ -18,7 +18,8 @@ A spec file::
 
     [[settings]]                         # one column of the paper's table
     id = "5w1s"; ways = 5; shots = 1     # also: label, dataset, test_dataset (learn on dataset, test on this),
-                                         # train_split, test_split, fixed_episodes, seed, dataset_options
+                                         # train_split, test_split, fixed_episodes, seed, dataset_options,
+                                         # protocol ("fixed" or "meta-dataset": ways and shots per episode)
     [[methods]]                          # one of our methods (a row of our table)
     method = "protonet"; paper_row = "Prototypical Networks"
     train = { steps = 20000, ways = 60 } # the paper's schedule, over the method's preset TrainConfig
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fewshot.core.errors import UsageError
+from fewshot.data.episodes import PROTOCOLS
 from fewshot.results.records import record_name
 from fewshot.runner import CellSpec
 
@@ -75,6 +77,7 @@ class SettingSpec:
     seed: int = 0
     fixed_episodes: str | None = None     # a registered fixed episode set (e.g. "omniglot-runs")
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "fixed"               # "meta-dataset": test episodes of variable ways and shots
 
     @property
     def title(self) -> str:
@@ -188,7 +191,7 @@ class BenchmarkSpec:
                     dataset_options={**setting.dataset_options, **m.dataset_options,
                                      **extra.get("dataset_options", {})},
                     train=train, train_split=setting.train_split, test_split=setting.test_split,
-                    fixed_episodes=setting.fixed_episodes,
+                    fixed_episodes=setting.fixed_episodes, protocol=setting.protocol,
                 )
                 out.append(Cell(setting, m, spec, overrides))
         return out
@@ -431,6 +434,10 @@ def load_spec(path: str | os.PathLike) -> BenchmarkSpec:
             _check_dataset(f"{at}.test_dataset", setting.test_dataset)
         if setting.fixed_episodes:
             check_fixed_episodes(f"{at}.fixed_episodes", setting.fixed_episodes)
+        if setting.protocol not in PROTOCOLS:
+            raise SpecError(f"{at}.protocol: {setting.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        if setting.fixed_episodes and setting.protocol != "fixed":
+            raise SpecError(f"{at}: a fixed episode set has its own episodes; drop protocol or fixed_episodes")
         for key in ("ways", "shots", "queries", "episodes"):
             if getattr(setting, key) < 1:
                 raise SpecError(f"{at}.{key}: should be at least 1, got {getattr(setting, key)}")

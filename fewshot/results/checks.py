@@ -15,7 +15,10 @@ MARK = " (!)"
 
 
 def chance_level(record: RunRecord) -> float:
-    """The accuracy of guessing: ``1 / ways``."""
+    """The accuracy of guessing: ``1 / ways``; for variable-way episodes the mean of it that the record states
+    (NaN when it does not)."""
+    if record.config.protocol:
+        return float(record.config.protocol.get("chance", math.nan))
     return 1.0 / record.ways
 
 
@@ -30,7 +33,8 @@ def record_warnings(record: RunRecord) -> list[str]:
     out = [str(w) for w in record.train.warnings]
     if at_chance(record):
         s = record.summary
-        out.append(f"accuracy at chance: {100 * s.mean:.2f} ± {100 * s.ci95:.2f}% includes 1/{record.ways} = "
+        guess = "chance" if record.config.protocol else f"1/{record.ways}"
+        out.append(f"accuracy at chance: {100 * s.mean:.2f} ± {100 * s.ci95:.2f}% includes {guess} = "
                    f"{100 * chance_level(record):.2f}%")
     return out
 

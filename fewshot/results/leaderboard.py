@@ -82,7 +82,7 @@ def train_dataset(record: RunRecord) -> str:
 
 def _setting_key(r: RunRecord) -> tuple:
     return (r.dataset, train_dataset(r), r.ways, r.shots, r.split, r.queries, r.episodes,
-            -1 if r.episode_seed is None else r.episode_seed)
+            -1 if r.episode_seed is None else r.episode_seed, r.shape)
 
 
 def setting_columns(records: Sequence[RunRecord]) -> Callable[[RunRecord], str]:
@@ -90,7 +90,7 @@ def setting_columns(records: Sequence[RunRecord]) -> Callable[[RunRecord], str]:
     otherwise share a label (training set, split, queries, episodes, seed), so that every label names one setting
     and therefore (for honest records) one episode set."""
     keys = sorted({_setting_key(r) for r in records}, key=lambda k: tuple(str(x) for x in k))
-    base = {k: f"{k[0]} {k[2]}-way {k[3]}-shot" for k in keys}
+    base = {k: f"{k[0]} {k[8]}" for k in keys}
     labels = {}
     for k in keys:
         same = [o for o in keys if base[o] == base[k]]
@@ -419,7 +419,8 @@ def _file(r: RunRecord) -> str:
 
 def _panel(r: RunRecord) -> str:
     trained = train_dataset(r)
-    return f"{r.dataset} {r.ways}-way" + (f" (trained on {trained})" if trained != r.dataset else "")
+    shape = r.shape if r.config.protocol else f"{r.ways}-way"
+    return f"{r.dataset} {shape}" + (f" (trained on {trained})" if trained != r.dataset else "")
 
 
 def _natural(label: str) -> list:
@@ -537,7 +538,9 @@ def summary_table(records: Sequence[RunRecord], baseline: str | None = "finetune
             "method": r.method,
             # "source -> target" for a cell that learned elsewhere than it is tested (a cross-domain cell)
             "dataset": f"{learned} -> {r.dataset}" if r.config.cross_domain else r.dataset,
-            "ways": r.ways, "shots": r.shots,
+            # drawn per episode under a variable protocol (Meta-Dataset's)
+            **({"ways": r.ways, "shots": r.shots} if not r.config.protocol else
+               {"ways": r.config.protocol.get("protocol", "variable"), "shots": "variable"}),
             "accuracy (%)": f"{100 * s.mean:.2f} ± {100 * s.ci95:.2f}" + (MARK if warned else ""),
             f"vs {baseline} (%)" if baseline else "vs baseline": diff,
             "train (s)": round(r.train_seconds, 1), "eval (s)": round(r.eval_seconds, 1),

@@ -125,6 +125,9 @@ class MethodInfo(_JsonPart):
     # True for a cell that learned elsewhere than it is tested ("source -> target" in tables); absent otherwise.
     cross_domain: bool | None = field(default=None, metadata={"omit_none": True})
     fixed_episodes: str | None = None
+    # How variable-shape test episodes were drawn ({"protocol": "meta-dataset", its settings}); absent for fixed
+    # N-way K-shot episodes, whose record has ways, shots and queries (0 for variable ones).
+    protocol: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
     reproduce: ReproduceInfo | None = field(default=None, metadata={"omit_none": True})
     extra: dict[str, Any] = field(default_factory=dict)          # e.g. backbone_identity of pretrained backbones
 
@@ -189,8 +192,15 @@ class RunRecord:
         return mean_ci(self.accuracies)
 
     @property
+    def shape(self) -> str:
+        """``"W-way K-shot"``, or the protocol that drew each episode's ways and shots."""
+        if self.config.protocol:
+            return f"{self.config.protocol.get('protocol', 'variable')} episodes"
+        return f"{self.ways}-way {self.shots}-shot"
+
+    @property
     def setting(self) -> str:
-        return f"{self.dataset} {self.ways}-way {self.shots}-shot"
+        return f"{self.dataset} {self.shape}"
 
     @property
     def key(self) -> str:
@@ -238,7 +248,9 @@ def record_filename(record: RunRecord) -> str:
     rep = record.config.reproduce
     if rep is not None and rep.setting and rep.row:
         return record_name(rep.setting, rep.row, record.key)
-    setting = f"{record.dataset}-{record.split}-{record.ways}w{record.shots}s{record.queries}q"
+    shape = record.config.protocol.get("protocol", "variable") if record.config.protocol else \
+        f"{record.ways}w{record.shots}s{record.queries}q"
+    setting = f"{record.dataset}-{record.split}-{shape}"
     return record_name(setting, record.method, record.key)
 
 

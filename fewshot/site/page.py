@@ -84,8 +84,8 @@ def provenance_items(stored: StoredRecord) -> list[tuple[str, str]]:
     fixed = config.get("fixed_episodes")
     seed = "a fixed episode set" + (f" ({fixed})" if fixed else "") if r.episode_seed is None and not fixed else (
         f"the fixed episode set {fixed}" if fixed else f"seed {r.episode_seed}")
-    items.append(("test episodes", f"{len(r.accuracies)} episodes of {r.ways}-way {r.shots}-shot, {r.queries} "
-                                   f"queries per class, from {r.dataset}/{r.split}, {seed}"))
+    shape = r.shape if r.config.protocol else f"{r.ways}-way {r.shots}-shot, {r.queries} queries per class"
+    items.append(("test episodes", f"{len(r.accuracies)} episodes of {shape}, from {r.dataset}/{r.split}, {seed}"))
     items.append(("episode hash", r.episode_hash))
     what = env.get("gpu") or f"{env.get('cpu') or 'cpu'}, {env.get('threads', '?')} threads"
     items.append(("hardware", f"{env.get('device', '?')} ({what})"))
