@@ -140,3 +140,17 @@ def test_the_command_refuses_an_unknown_protocol(tmp_path, capsys):
     assert "error: argument --protocol: invalid choice: 'meta'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
+
+
+def test_a_padded_episode_trains_the_head_it_would_unpadded():
+    from fewshot.methods.finetune import FineTuneConfig, fit_heads
+
+    g = torch.Generator().manual_seed(0)
+    support, labels = torch.randn(1, 6, 4, generator=g), torch.tensor([[0, 0, 1, 1, 2, 2]])
+    alone = fit_heads(support, labels, 3, FineTuneConfig(steps=20))
+    # Two more padding rows (label -1, garbage features) and two classes the episode lacks.
+    padded = fit_heads(torch.cat([support, 50 * torch.randn(1, 2, 4, generator=g)], 1),
+                       torch.cat([labels, torch.tensor([[-1, -1]])], 1), 5, FineTuneConfig(steps=20))
+    torch.testing.assert_close(padded["weight"][:, :3], alone["weight"], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(padded["bias"][:, :3], alone["bias"], rtol=1e-6, atol=1e-6)
+    assert (padded["weight"][:, 3:] == 0).all() and (padded["bias"][:, 3:] == 0).all()

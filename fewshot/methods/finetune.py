@@ -68,6 +68,21 @@ def head_loss(head: Params, features: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(features @ head["weight"].T + head["bias"], labels)
 
 
+def padded_head_loss(head: Params, features: Tensor, labels: Tensor, present: Tensor) -> Tensor:
+    """:func:`head_loss` of a padded episode: rows labelled ``-1`` left out, and the classes it lacks
+    (``present [ways]`` False) out of the softmax, so their head rows get no gradient and stay zero: the loss, and
+    so the head, of the episode unpadded."""
+    logits = (features @ head["weight"].T + head["bias"]).masked_fill(~present, float("-inf"))
+    return F.cross_entropy(logits, labels, ignore_index=-1)
+
+
+def present_classes(labels: Tensor, ways: int) -> Tensor:
+    """``[E, ways]``: which classes have a support row in each episode (rows labelled ``-1`` are padding)."""
+    present = labels.new_zeros(labels.shape[0], ways + 1, dtype=torch.bool)
+    present.scatter_(1, (labels + 1).clamp_min(0), True)      # padding lands in column 0, dropped
+    return present[:, 1:]
+
+
 def zero_heads(episodes: int, ways: int, dim: int, like: Tensor) -> Params:
     # A zero start makes the result independent of any random draw (the problem is convex in the head).
     return {"weight": like.new_zeros(episodes, ways, dim), "bias": like.new_zeros(episodes, ways)}
@@ -89,6 +104,7 @@ class FineTune(FewShotMethod):
     paper = "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification (Baseline)"
     train_kind = TrainKind.SUPERVISED
     frozen_features = True
+    takes_masks = True
     eval_batch_size = 100
     Config = FineTuneConfig
 
@@ -98,10 +114,14 @@ class FineTune(FewShotMethod):
 
 
 def fit_heads(support: Tensor, support_labels: Tensor, ways: int, config: FineTuneConfig) -> Params:
-    """One linear head per episode ``{weight: [E, ways, D], bias: [E, ways]}`` trained on the support features."""
+    """One linear head per episode ``{weight: [E, ways, D], bias: [E, ways]}`` trained on the support features;
+    padded episodes (support rows labelled ``-1``) are trained as if unpadded (:func:`padded_head_loss`)."""
     support = support.detach()
-    return train_heads(zero_heads(support.shape[0], ways, support.shape[-1], support), head_loss,
-                       (support, support_labels), config.steps, config.lr, config.weight_decay)
+    loss, inputs = head_loss, (support, support_labels)
+    if bool((support_labels < 0).any()):
+        loss, inputs = padded_head_loss, (*inputs, present_classes(support_labels, ways))
+    return train_heads(zero_heads(support.shape[0], ways, support.shape[-1], support), loss, inputs,
+                       config.steps, config.lr, config.weight_decay)
 
 
 def train_heads(head: Params, loss: Callable[..., Tensor], inputs: tuple[Tensor, ...], steps: int, lr: float,
