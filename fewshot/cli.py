@@ -59,6 +59,9 @@ seconds = _number(float, 0, "a number of seconds")
 DATA_PARALLEL_HELP = ("under torchrun: supervised pre-training data-parallel, each rank a slice of every batch, batch "
                       "norm per rank (NOT one process's weights: checkpoint ...-ddp<N>.pt, recorded as train.split); "
                       "no effect on one process or on other kinds of training")
+WATCH_HELP = ("score this many episodes (the test ways and shots) of the source's 'val' split 20 times during "
+              "training, into the record's train.watch (the weights are unchanged; a loaded checkpoint keeps the "
+              "curve it was trained with; not for a train+val training split)")
 
 
 def _split_names(values: Sequence[str]) -> list[str]:
@@ -114,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also save a partial checkpoint of a training this often (default 60)")
     parser.add_argument("--eval-batch", type=positive_int, default=None, help="episodes per evaluation batch")
     parser.add_argument("--data-parallel", action="store_true", help=DATA_PARALLEL_HELP)
+    parser.add_argument("--watch", type=positive_int, default=0, metavar="EPISODES", help=WATCH_HELP)
     parser.add_argument("--precision", default="fp32", metavar="fp32|tf32|bf16|fp16",
                         help="precision of evaluation: fp32, TF32 matmuls (tf32), or bf16/fp16 autocast (tf32 and "
                              "fp16: CUDA only); recorded, and part of the record's key")
@@ -296,7 +300,8 @@ def bench_main(argv: Sequence[str]) -> int:
         check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
-                    checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel)
+                    checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel,
+                    watch_episodes=args.watch)
     # Data, episodes, builds: every check before training.
     cells = [runner.prepare(runner.resolve(spec)) for spec in specs]
     main = distributed.is_main()     # under torchrun only rank 0 writes records and prints; the others only work
@@ -347,6 +352,7 @@ def reproduce_parser() -> argparse.ArgumentParser:
                    help="also save a partial checkpoint of a training this often (default 60)")
     p.add_argument("--eval-batch", type=positive_int, default=None)
     p.add_argument("--data-parallel", action="store_true", help=DATA_PARALLEL_HELP)
+    p.add_argument("--watch", type=positive_int, default=0, metavar="EPISODES", help=WATCH_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -393,7 +399,8 @@ def reproduce_main(argv: Sequence[str]) -> int:
         check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
     runner = Runner(data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device,
                     progress=not args.quiet, eval_batch_size=args.eval_batch,
-                    checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel)
+                    checkpoint_seconds=args.checkpoint_seconds, data_parallel=args.data_parallel,
+                    watch_episodes=args.watch)
     failures = []
     # Under torchrun every rank runs every cell (sharing its episodes); every rank gets rank 0's records, so the
     # files the others write are byte for byte rank 0's; only rank 0 prints and updates the README.

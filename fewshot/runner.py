@@ -29,6 +29,10 @@ from fewshot.core.paths import cache_dir
 from fewshot.train.presets import train_preset
 from fewshot.results.records import RunRecord, environment, now
 from fewshot.train.loop import TrainConfig, TrainReport, fit, split_across_ranks
+from fewshot.train.session import Watch
+
+#: Points of a watched training's held-out accuracy curve (one every steps / WATCH_POINTS steps, and the last).
+WATCH_POINTS = 20
 
 
 @dataclass
@@ -96,6 +100,10 @@ class PreparedCell:
     trains: bool
     #: How the target's images were brought to the backbone's format (None: they already had it).
     conversion: dict[str, Any] | None = None
+    #: The held-out data watched during training (the source's validation split and episodes on it), or why
+    #: nothing is watched; both None when no watch was asked for.
+    watch: tuple[ClassDataset, EpisodeSet] | None = None
+    watch_skipped: str | None = None
 
 
 class Runner:
@@ -103,8 +111,10 @@ class Runner:
 
     def __init__(self, *, data_root: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
                  device: str = "auto", progress: bool = True, eval_batch_size: int | None = None,
-                 checkpoint_seconds: float = 60.0, data_parallel: bool = False) -> None:
+                 checkpoint_seconds: float = 60.0, data_parallel: bool = False, watch_episodes: int = 0) -> None:
         self.data_root = data_root
+        # Episodes of the source's validation split scored during training (0: none); see prepare_watch.
+        self.watch_episodes = watch_episodes
         # Supervised pre-training split over the ranks (fit's data_parallel): a no-op on one process (resolve).
         self.data_parallel = data_parallel
         self.checkpoint_seconds = checkpoint_seconds
@@ -221,7 +231,47 @@ class Runner:
 
             if test_set.is_images and image_format(test_set) != image_format(train_set):
                 test_set, conversion = match_format(test_set, train_set)
-        return PreparedCell(spec, test_set, episodes, train_set, method, config, trains, conversion)
+        watch, skipped = self.prepare_watch(spec, context) if trains and self.watch_episodes else (None, None)
+        return PreparedCell(spec, test_set, episodes, train_set, method, config, trains, conversion, watch, skipped)
+
+    def prepare_watch(self, spec: CellSpec, context: str) -> tuple[tuple[ClassDataset, EpisodeSet] | None,
+                                                                     str | None]:
+        """The validation data a training is watched on: ``watch_episodes`` fixed-shape episodes of the cell's
+        ways and shots (seed ``spec.seed``) from the source's ``val`` split, or why there is nothing held out."""
+        if spec.train_split != "train":
+            return None, f"not watched: the training split {spec.train_split!r} holds the validation classes"
+        if distributed.world_size() > 1:
+            raise UsageError("--watch runs in one process; drop it under torchrun")
+        try:
+            val_set = self.dataset(spec.source, "val", spec.source_options())
+            episodes = sample_episodes(val_set, spec.ways, spec.shots, spec.queries, self.watch_episodes,
+                                       seed=spec.seed)
+        except UserError as error:
+            raise UsageError(f"{context}: --watch needs {spec.source}'s 'val' split: {error}") from None
+        except (ValueError, TypeError, KeyError) as error:
+            raise UsageError(f"{context}: --watch needs {spec.source}'s 'val' split: {_message(error)}; or drop "
+                             f"--watch") from None
+        return (val_set, episodes), None
+
+    def watch(self, cell: PreparedCell) -> Watch | None:
+        """The :class:`~fewshot.train.session.Watch` of a prepared cell: :data:`WATCH_POINTS` accuracies over its
+        training on the validation episodes (None when nothing is watched)."""
+        if cell.watch is None:
+            return None
+        val_set, episodes = cell.watch
+        method = cell.method
+
+        def score() -> float:
+            was = method.training
+            result = evaluate(method, val_set, episodes, device=self.device, batch_size=self.eval_batch_size,
+                              progress=False)
+            method.train(was)
+            return float(result.accuracies.mean())
+
+        return Watch(every=max(cell.config.steps // WATCH_POINTS, 1), score=score,
+                     describe={"split": "val", "episodes": len(episodes), "ways": episodes.ways,
+                               "shots": episodes.shots, "queries": episodes.queries, "seed": episodes.seed,
+                               "episode_hash": episodes.hash})
 
     def run(self, spec: CellSpec | PreparedCell) -> RunRecord:
         """Train (or reuse) and evaluate one cell; returns its record (not yet saved).
@@ -237,7 +287,7 @@ class Runner:
         def train() -> TrainReport:
             return fit(method, train_set, config, seed=spec.train_seed, checkpoint_dir=self.checkpoint_dir,
                        device=self.device, progress=self.progress, checkpoint_seconds=self.checkpoint_seconds,
-                       data_parallel=spec.data_parallel)
+                       data_parallel=spec.data_parallel, watch=self.watch(cell))
 
         report = train() if split_across_ranks(method, spec.data_parallel) else distributed.main_first(train)
         split_by = "batch" if method.train_kind == TrainKind.SUPERVISED else "meta-batch"
@@ -267,11 +317,23 @@ class Runner:
             train={"checkpoint": str(report.checkpoint) if report.checkpoint else None, "loaded": report.loaded,
                    "steps": report.steps, "seed": spec.train_seed, "final_loss": report.final_loss,
                    "curve": report.curve, "warnings": report.warnings,
+                   **({"watch": watched} if (watched := _watch_info(cell, report)) else {}),
                    **({"split": {"ranks": report.ranks, "by": split_by}} if report.ranks > 1 else {})},
             environment={**environment(str(self.device)), **result.timings, **result.used},
             created=now(), fingerprint=spec.fingerprint(),
         )
         return distributed.broadcast(record)
+
+
+def _watch_info(cell: PreparedCell, report: TrainReport) -> dict[str, Any]:
+    """The record's ``train.watch``: the held-out curve, or why a watch asked for has none."""
+    if report.watch:
+        return report.watch
+    if cell.watch_skipped:
+        return {"skipped": cell.watch_skipped}
+    if cell.watch is not None and report.loaded:
+        return {"skipped": "not watched: the checkpoint loaded was trained without a watch"}
+    return {}
 
 
 def learned_from(spec: CellSpec, method: FewShotMethod, trains: bool) -> str:

@@ -273,6 +273,20 @@ def test_learning_curve_drawn_from_a_record_that_carries_one(curve_results):
     assert "No curve stored for 1 of 2 records" in page
 
 
+def test_the_held_out_curve_of_a_watched_training_is_drawn(tmp_path):
+    record = synthetic_record("protonet", 1, CURVE)
+    held = [{"step": 8, "accuracy": 0.3}, {"step": 16, "accuracy": 0.5}, {"step": 20, "accuracy": 0.45}]
+    record.train = {**record.train.to_json(), "watch": {"split": "val", "episodes": 50, "points": held}}
+    save_record(record, tmp_path / "results" / "watched")
+    page = build_site(tmp_path / "results")
+    [figure] = re.findall(r'<figure class="curve">(.*?)</figure>', page)
+    svgs = re.findall(r'<svg class="plot" data-marks="1".*?</svg>', figure)
+    assert len(svgs) == 3 and "held-out accuracy during training" in svgs[2]
+    points = [tuple(map(float, xy.split(","))) for xy in
+              re.search(r'<polyline class="mark" points="([^"]+)"', svgs[2]).group(1).split()]
+    assert len(points) == 3 and np.argsort([-y for _, y in points]).tolist() == [0, 2, 1]
+
+
 def test_svg_ticks_and_marks():
     assert nice_ticks(0, 97) == [0, 20, 40, 60, 80, 100]
     assert nice_ticks(38.2, 41.9) == [38.0, 39.0, 40.0, 41.0, 42.0]

@@ -150,6 +150,15 @@ def curve(record: RunRecord) -> list[dict[str, float]]:
             and isinstance(p.get("loss"), ok)] if isinstance(points, list) else []
 
 
+def watch_curve(record: RunRecord) -> list[tuple[float, float]]:
+    """The held-out accuracy measured during training (``train["watch"]["points"]``) as ``(step, accuracy)``."""
+    watch = (record.train or {}).get("watch") or {}
+    points = watch.get("points") if isinstance(watch, dict) else None
+    ok = (int, float)
+    return [(p["step"], float(p["accuracy"])) for p in points if isinstance(p, dict)
+            and isinstance(p.get("step"), ok) and isinstance(p.get("accuracy"), ok)] if isinstance(points, list) else []
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Reading results/
 

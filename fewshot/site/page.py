@@ -12,7 +12,8 @@ from html import escape
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from fewshot.site.collect import Folder, Row, StoredRecord, baseline_of, curve, difference, score
+from fewshot.site.collect import (Folder, Row, StoredRecord, baseline_of, curve, difference, score,
+                                  watch_curve)
 from fewshot.site.assets import CSS, SCRIPT
 from fewshot.evaluate.stats import is_significant
 from fewshot.site.svg import Series, bar_plot, dot_plot, line_plot
@@ -185,6 +186,10 @@ def _curves(folder: Folder, rows: list[Row]) -> str:
         if acc:
             plots.append(line_plot([("accuracy", acc)], xlabel="step", ylabel="accuracy",
                                    title=f"{name}: accuracy"))
+        held = watch_curve(row.stored.record)
+        if held:
+            plots.append(line_plot([("validation accuracy", held)], xlabel="step", ylabel="accuracy",
+                                   title=f"{name}: held-out accuracy during training"))
         figures.append(f'<figure class="curve">{"".join(plots)}<figcaption>{escape(name)} '
                        f'({escape(row.stored.path)})</figcaption></figure>')
     note = (f'<p class="nocurve">No curve stored for {len(without)} of {len(without) + len(figures)} records '

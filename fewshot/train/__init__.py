@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from fewshot.train.config import TrainConfig, dataset_family
-from fewshot.train.session import TrainSession
+from fewshot.train.session import TrainSession, Watch
 
 _UPPER = {"fit": "loop", "TrainReport": "loop", "TrainingDiverged": "loop", "train_preset": "presets"}
 
@@ -22,5 +22,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TrainConfig", "TrainReport", "TrainSession", "TrainingDiverged", "dataset_family", "fit",
+__all__ = ["TrainConfig", "TrainReport", "TrainSession", "TrainingDiverged", "Watch", "dataset_family", "fit",
            "train_preset"]

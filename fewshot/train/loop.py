@@ -30,7 +30,7 @@ from fewshot.data.dataset import ClassDataset
 from fewshot.data.episodes import as_index, sample_episodes
 from fewshot.methods.base import FewShotMethod, TrainKind
 from fewshot.train.config import TrainConfig
-from fewshot.train.session import TrainSession, loss_curve, loss_warnings
+from fewshot.train.session import TrainSession, Watch, loss_curve, loss_warnings
 
 
 @dataclass
@@ -48,6 +48,9 @@ class TrainReport:
     warnings: list[str] = field(default_factory=list)
     #: How many ranks the meta-batch was split over (1: one process trained).
     ranks: int = 1
+    #: Held-out accuracy during training (:class:`~fewshot.train.session.Watch`): what was scored and the points
+    #: ``[{"step", "accuracy"}]``; empty when nothing was watched (or the checkpoint loaded holds no watch).
+    watch: dict = field(default_factory=dict)
 
 
 class TrainingDiverged(UserError):
@@ -67,7 +70,8 @@ def split_across_ranks(method: FewShotMethod, data_parallel: bool = False) -> bo
 
 def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, seed: int = 0,
         checkpoint_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
-        progress: bool = True, checkpoint_seconds: float = 60.0, data_parallel: bool = False) -> TrainReport:
+        progress: bool = True, checkpoint_seconds: float = 60.0, data_parallel: bool = False,
+        watch: Watch | None = None) -> TrainReport:
     """Train ``method`` on ``dataset`` (the base classes), or load the checkpoint of an identical earlier run.
 
     An interrupted run (SIGINT, SIGTERM, or a crash) resumes from its partial checkpoint, written every
@@ -78,7 +82,10 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
     calling this: each rank takes its slice of every batch and the gradients are summed, so the ranks step
     identically, but batch norm normalises each rank's slice by its own statistics (standard DDP, no SyncBatchNorm),
     so the weights are NOT those of one process; they go to a checkpoint named with the world size, and batch
-    norm's running statistics are rank 0's at the end. No effect on a single process or on other training kinds."""
+    norm's running statistics are rank 0's at the end. No effect on a single process or on other training kinds.
+
+    ``watch``: a held-out score measured during training (:class:`~fewshot.train.session.Watch`), stored in the
+    report and the checkpoint; it does not change the weights, so it is not part of the checkpoint's name."""
     method.to(device)
     frozen = not any(p.requires_grad for p in method.backbone.parameters())
     nothing = method.train_kind == TrainKind.EPISODIC and not any(p.requires_grad for p in method.parameters())
@@ -99,7 +106,8 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
         if distributed.broadcast(path.exists()) if shared else path.exists():
             return _load(method, path, device)
     session = TrainSession(path, total_steps=config.steps, seed=seed, device=device, progress=progress,
-                           every_steps=config.checkpoint_every, every_seconds=checkpoint_seconds, shared=shared)
+                           every_steps=config.checkpoint_every, every_seconds=checkpoint_seconds, shared=shared,
+                           watch=watch)
     # Training draws from the global RNG (a supervised head's initialisation, dropout, a method's own noise): fork
     # it and seed it, so that the weights depend on the seed alone, not on the process or on what ran before.
     with session.signals(), torch.random.fork_rng(devices=_cuda_indices(device)):
@@ -110,11 +118,13 @@ def fit(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, *, se
             loss = train_supervised(method, dataset, config, session)
         else:
             loss = method.train_loop(dataset, config, session)
+    watched = {**watch.describe, "every": watch.every, "points": watch.points} if watch is not None else {}
     report = TrainReport(path, loaded=False, seconds=session.seconds, steps=config.steps, final_loss=loss,
-                         curve=loss_curve(session.losses), warnings=loss_warnings(session.losses), ranks=ranks)
+                         curve=loss_curve(session.losses), warnings=loss_warnings(session.losses), ranks=ranks,
+                         watch=watched)
     if path is not None and session.writes:
         atomic_save({"model": method.state_dict(), "step": config.steps, "loss": loss, "seconds": report.seconds,
-                     "curve": report.curve, "warnings": report.warnings, "ranks": ranks}, path)
+                     "curve": report.curve, "warnings": report.warnings, "ranks": ranks, "watch": watched}, path)
         session.discard_partial()
     if shared:
         distributed.barrier()       # the checkpoint exists on every rank's return
@@ -138,7 +148,8 @@ def _load(method: FewShotMethod, path: Path, device: torch.device | str) -> Trai
     # The time is the original training time, so tables show what training cost, not the load.
     return TrainReport(path, loaded=True, seconds=float(state.get("seconds", 0.0)), steps=state["step"],
                        final_loss=state.get("loss"), curve=list(state.get("curve", [])),
-                       warnings=list(state.get("warnings", [])), ranks=int(state.get("ranks", 1)))
+                       warnings=list(state.get("warnings", [])), ranks=int(state.get("ranks", 1)),
+                       watch=dict(state.get("watch", {})))
 
 
 def make_optimizer(params, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:

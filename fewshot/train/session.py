@@ -17,7 +17,8 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -27,6 +28,31 @@ from fewshot.core.errors import DataError, Interrupted
 from fewshot.core.progress import progress_bar
 from fewshot.core.signals import RESUME
 
+
+
+@dataclass
+class Watch:
+    """A held-out score measured during training: ``score()`` (the accuracy of the model as it is, on fixed
+    held-out episodes) after every ``every`` steps and after the last. It runs without gradients and with the
+    global RNG state forked, so the weights are those of an unwatched run, bit for bit; the points are kept in
+    partial and final checkpoints, so a resumed run keeps them. ``describe`` says what is scored, for records."""
+
+    every: int
+    score: Callable[[], float]
+    describe: dict[str, Any] = field(default_factory=dict)
+    points: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"a watch measures every 1 or more steps, not {self.every}")
+
+    def after(self, done: int, total: int, device: torch.device | str) -> None:
+        """Measure when step ``done`` (1-based) is due."""
+        if done % self.every and done != total:
+            return
+        cuda = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            self.points.append({"step": done, "accuracy": float(self.score())})
 
 
 def partial_path(checkpoint: Path) -> Path:
@@ -41,7 +67,7 @@ class TrainSession:
 
     def __init__(self, checkpoint: Path | None, *, total_steps: int, seed: int, device: torch.device | str,
                  progress: bool = True, every_steps: int = 0, every_seconds: float = 60.0,
-                 shared: bool = False) -> None:
+                 shared: bool = False, watch: Watch | None = None) -> None:
         self.checkpoint = checkpoint
         self.total_steps = total_steps
         self.seed = seed
@@ -50,6 +76,7 @@ class TrainSession:
         self.every_steps = every_steps
         self.every_seconds = every_seconds
         self.shared = shared
+        self.watch = watch
         #: Whether this process writes the checkpoints (rank 0 of a shared session, or a process on its own).
         self.writes = not shared or distributed.is_main()
         #: The loss of every step so far, resumed ones included.
@@ -85,6 +112,8 @@ class TrainSession:
         if "cuda_rng" in state and torch.device(self.device).type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], torch.device(self.device))
         self.losses = list(state["losses"])
+        if self.watch is not None:
+            self.watch.points = list(state.get("watch", []))
         self._seconds_before = float(state["seconds"])
         self._started = time.perf_counter()
         return int(state["step"])
@@ -102,6 +131,8 @@ class TrainSession:
         if self._bar is not None and step % 20 == 0:
             self._bar.set_postfix(loss=f"{loss:.3f}")
         done = step + 1
+        if self.watch is not None:
+            self.watch.after(done, self.total_steps, self.device)
         # A shared session stops when any rank was signalled, all after this same step (one rank stopping alone
         # would leave the others waiting in the next step's collective).
         others = self.shared and any(distributed.all_gather(self._signal is not None))
@@ -125,8 +156,9 @@ class TrainSession:
         state = {key: module.state_dict() for key, module in modules.items()}
         if torch.device(self.device).type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(torch.device(self.device))
+        watched = {"watch": self.watch.points} if self.watch is not None else {}
         atomic_torch_save({**state, "step": step, "rng": torch.get_rng_state(), "losses": self.losses,
-                           "seconds": self.seconds}, self.partial)
+                           "seconds": self.seconds, **watched}, self.partial)
         return self.partial
 
     def discard_partial(self) -> None:
