@@ -69,7 +69,7 @@ def _split_names(values: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fewshot.data.episodes import PROTOCOLS
+    from fewshot.data.protocols import PROTOCOLS
 
     parser = ArgumentParser(
         prog=PROG,

@@ -17,7 +17,7 @@ import torch
 from fewshot.backbones import accepts_any_image_format, create_backbone, pretrained_on
 from fewshot.backbones.text_encoders import check_tokenizer, text_backbone
 from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
-from fewshot.data.episodes import check_protocol
+from fewshot.data.protocols import check_protocol
 from fewshot.data.meta_dataset_episodes import VariableEpisodeSet
 from fewshot.core import distributed
 from fewshot.evaluate.harness import evaluate, resolve_device

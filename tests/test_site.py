@@ -248,7 +248,8 @@ def test_provenance_names_commit_steps_seed_hash_and_hardware(page):
         if r.config.get("train"):
             assert dd["schedule"].startswith(f"steps {r.config['train']['steps']}, ")
         assert dd["episode-hash"] == r.episode_hash
-        assert f"{len(r.accuracies)} episodes of {r.ways}-way {r.shots}-shot" in dd["test-episodes"]
+        shape = "meta-dataset episodes" if r.config.protocol else f"{r.ways}-way {r.shots}-shot"
+        assert f"{len(r.accuracies)} episodes of {shape}" in dd["test-episodes"]
         assert dd["hardware"] == f"cpu (x86_64, {r.environment['threads']} threads)"
         assert dd["time"].endswith(f"recorded {r.created}")
         # Records made since training stores its loss curve have one drawn; older ones say there is none.

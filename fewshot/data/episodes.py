@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
 from fewshot.data.dataset import ClassDataset
-
-if TYPE_CHECKING:
-    from fewshot.data.meta_dataset_episodes import VariableEpisodeSet
 
 
 _INT32_MAX = torch.iinfo(torch.int32).max
@@ -147,30 +144,14 @@ def check_episode_settings(dataset: ClassDataset, ways: int, shots: int, queries
         )
 
 
-#: How test episodes are drawn: fixed N-way K-shot, or Meta-Dataset's variable ways and shots.
-PROTOCOLS = ("fixed", "meta-dataset")
-
-
-def check_protocol(protocol: str) -> None:
-    """Raise a ValueError naming the protocols when ``protocol`` is not one of them."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown episode protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-
-
 def sample_episodes(dataset: ClassDataset, ways: int, shots: int, queries: int, episodes: int, seed: int,
-                    start: int = 0, protocol: str = "fixed") -> "EpisodeSet | VariableEpisodeSet":
+                    start: int = 0) -> EpisodeSet:
     """Episodes ``start .. start+episodes-1`` of the set seeded ``seed``.
 
     Each picks ``ways`` distinct classes and, in each, ``shots + queries`` distinct examples (no example is
-    both support and query). Labels follow the order of the picked classes. With ``protocol="meta-dataset"``
-    each episode draws its own ways, shots and queries instead (``ways``, ``shots`` and ``queries`` are then not
-    used): a padded :class:`~fewshot.data.meta_dataset_episodes.VariableEpisodeSet`.
+    both support and query). Labels follow the order of the picked classes. (``fewshot.data.sample_episodes``
+    also draws Meta-Dataset's variable episodes: :mod:`fewshot.data.protocols`.)
     """
-    check_protocol(protocol)
-    if protocol == "meta-dataset":
-        from fewshot.data.meta_dataset_episodes import sample_meta_dataset_episodes   # it builds on this module
-
-        return sample_meta_dataset_episodes(dataset, episodes, seed, start)
     check_episode_settings(dataset, ways, shots, queries)
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fewshot.core.errors import UsageError
-from fewshot.data.episodes import PROTOCOLS
+from fewshot.data.protocols import PROTOCOLS
 from fewshot.results.records import record_name
 from fewshot.runner import CellSpec
 
