@@ -269,7 +269,7 @@ class Runner:
             return float(result.accuracies.mean())
 
         return Watch(every=max(cell.config.steps // WATCH_POINTS, 1), score=score,
-                     describe={"split": "val", "episodes": len(episodes), "ways": episodes.ways,
+                     describe={"method": method.name, "split": "val", "episodes": len(episodes), "ways": episodes.ways,
                                "shots": episodes.shots, "queries": episodes.queries, "seed": episodes.seed,
                                "episode_hash": episodes.hash})
 
