@@ -227,8 +227,8 @@ def test_cells_show_mean_and_ci_of_stats_and_the_paired_difference(page):
     snell = {(r["cells"][0]["text"], r["cells"][1]["text"]): r for r in tables["table-snell2017-omniglot"]["rows"]}
     assert snell["5-way 1-shot", "ProtoNet"]["cells"][4]["text"] == "97.21 ± 0.24"
     assert snell["5-way 1-shot", "ProtoNet"]["cells"][5]["text"] == "-1.59"
-    assert snell["5-way 1-shot", "ProtoNet"]["cells"][6]["text"] == "+25.77 ± 0.70 *"
-    assert snell["20-way 5-shot", "ProtoNet"]["cells"][6]["text"] == "+26.65 ± 0.29 *"
+    assert snell["5-way 1-shot", "ProtoNet"]["cells"][6]["text"] == "+0.11 ± 0.23"   # a CI that holds 0: no star
+    assert snell["20-way 5-shot", "ProtoNet"]["cells"][6]["text"] == "-2.51 ± 0.09 *"
     lake = {(r["cells"][0]["text"], r["cells"][1]["text"]): r for r in tables["table-lake2015-omniglot-runs"]["rows"]}
     mhd = lake["background set (30 alphabets)", "MHD"]["cells"]
     assert (mhd[3]["text"], mhd[4]["text"], mhd[5]["text"]) == ("38.80", "38.75 ± 7.62", "-0.05")
