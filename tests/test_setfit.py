@@ -19,7 +19,8 @@ from fewshot.core.errors import UsageError  # noqa: E402
 from fewshot.data import load_dataset, sample_episodes  # noqa: E402
 from fewshot.methods import create_method  # noqa: E402
 from fewshot.methods.linear_probe import LinearProbeConfig, regression_logits  # noqa: E402
-from fewshot.methods.setfit import episode_generator, sample_pairs  # noqa: E402
+from fewshot.methods.episode_seeds import episode_generator  # noqa: E402
+from fewshot.methods.setfit import sample_pairs  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from torch.func import grad, vmap
 
 from fewshot.backbones.text_encoders import trim_padding
 from fewshot.core.errors import UsageError
-from fewshot.core.hashing import sha256_json, sha256_tensor
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
+from fewshot.methods.episode_seeds import episode_generator
 from fewshot.methods.finetune import BatchedAdam, Params, episode_copies
 from fewshot.methods.linear_probe import LinearProbeConfig, regression_logits
 
@@ -65,14 +65,6 @@ def sample_pairs(labels: Tensor, iterations: int, generator: torch.Generator) ->
             target.append(torch.full((shots,), value))
     order = torch.randperm(2 * iterations * shots, generator=generator)
     return torch.cat(first)[order], torch.cat(second)[order], torch.cat(target)[order]
-
-
-def episode_generator(seed: int, support: Tensor, support_labels: Tensor) -> torch.Generator:
-    """A generator seeded from ``seed`` and the episode's content, so that an episode gets the same pairs in any
-    batch and at any position, and different episodes different pairs."""
-    # Token ids are hashed cut to their longest text: the same episode in a wider batch is the same episode.
-    key = sha256_json([int(seed), sha256_tensor(trim_padding(support)), sha256_tensor(support_labels)])
-    return torch.Generator().manual_seed(int(key[:15], 16))
 
 
 @register_method("setfit")
