@@ -73,6 +73,13 @@ def test_tied_ranks_paired_use_episode_differences():
         tied_ranks({"x": better, "y": difficulty[:-1]}, paired=True)
 
 
+def test_tied_ranks_of_one_episode_rank_by_value():
+    # A fixed evaluation set scored once has no CI across episodes: ranks follow the values, equal ones tie.
+    values = {"a": [0.80], "b": [0.86], "c": [0.80], "d": [0.75]}
+    assert tied_ranks(values, paired=True) == {"b": 1.0, "a": 2.5, "c": 2.5, "d": 4.0}
+    assert tied_ranks(values, paired=False) == {"b": 1.0, "a": 2.5, "c": 2.5, "d": 4.0}
+
+
 def test_tied_ranks_do_not_depend_on_order():
     values = {"m1": constant_plus(0.6, 0.2, seed=6), "m2": constant_plus(0.6, 0.2, seed=7),
               "m3": constant_plus(0.9, 0.01, seed=8)}

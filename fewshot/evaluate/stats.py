@@ -67,7 +67,8 @@ def tied_ranks(values: dict[str, "np.ndarray | list[float]"], paired: bool = Tru
     it; the tied group shares the mean of the ranks it occupies (``next + (k - 1) / 2`` for ``k`` entries); remove
     the group and repeat with the next free rank. Differences are paired (per-episode differences, same episodes,
     equal lengths) when ``paired``, else unpaired as in meta-dataset. Equal means are broken by name, so the result
-    does not depend on the order of ``values``.
+    does not depend on the order of ``values``. Where a difference has no CI (a single episode, as in a fixed
+    evaluation set scored once), only equal values tie: every entry would otherwise tie with every other.
     """
     arrays = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
     if paired:
@@ -80,10 +81,17 @@ def tied_ranks(values: dict[str, "np.ndarray | list[float]"], paired: bool = Tru
     next_rank = 1
     while remaining:
         best = remaining[0]
-        tied = [best] + [n for n in remaining[1:] if not is_significant(compare(arrays[best], arrays[n]))]
+        tied = [best] + [n for n in remaining[1:] if not _distinguishable(compare(arrays[best], arrays[n]))]
         shared = next_rank + (len(tied) - 1) / 2
         for name in tied:
             ranks[name] = shared
         next_rank += len(tied)
         remaining = [n for n in remaining if n not in tied]
     return ranks
+
+
+def _distinguishable(difference: MeanCI) -> bool:
+    """Whether two entries get different ranks: a significant difference, or any nonzero one where no CI exists."""
+    if not math.isfinite(difference.ci95):
+        return difference.mean != 0.0
+    return is_significant(difference)
