@@ -178,10 +178,15 @@ def check_methods(names: Sequence[str], option: str = "--method") -> None:
 def check_backbone(name: str | None) -> None:
     from fewshot.backbones import list_backbones
 
+    if name is not None and name.startswith("hf:"):
+        if not (Path(name[len("hf:"):]).expanduser() / "config.json").is_file():
+            raise UsageError(f"--backbone {name}: no transformers model there (no config.json); give hf:FOLDER, a "
+                             f"local folder saved by save_pretrained or a downloaded hub snapshot")
+        return
     if name is None or name.startswith(("timm:", "pretrained:")) or name in list_backbones():
         return
     raise UsageError(f"--backbone: unknown backbone {name!r}; available: {', '.join(list_backbones())}, "
-                     f"timm:<model>, pretrained:<model>")
+                     f"timm:<model>, pretrained:<model>, hf:<folder>")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -214,7 +219,8 @@ def list_registered() -> str:
         "datasets:       " + ", ".join(list_datasets()),
         "episode sets:   " + ", ".join(list_fixed_episodes()) + "  (fixed test episodes, used by specs)",
         "methods:        " + ", ".join(list_methods()),
-        "backbones:      " + ", ".join(list_backbones()) + ", timm:<any timm model>, pretrained:<any timm model>",
+        "backbones:      " + ", ".join(list_backbones()) + ", timm:<any timm model>, pretrained:<any timm model>, "
+        "hf:<folder of a transformers image model>",
         "text encoders:  " + "; ".join(f"{name} ({encoder_status(name)})" for name in ENCODERS)
         + "  (--encoder; or a local model folder)",
     ])

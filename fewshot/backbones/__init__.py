@@ -3,7 +3,8 @@
 ``create_backbone(name, in_channels=..., image_size=...)`` builds one; every backbone has ``out_features``.
 Names: ``conv4``, ``resnet12``, ``timm:<model>`` for any timm model (randomly initialised),
 ``pretrained:<model>`` for any timm model with pretrained weights (timm's hub, or ``weights=PATH``), and the
-offline pretrained backbones of :mod:`fewshot.backbones.pretrained` (``efficientnet_lite0``, ``mobilenet_v2``).
+offline pretrained backbones of :mod:`fewshot.backbones.pretrained` (``efficientnet_lite0`` to ``_lite2``,
+``mobilenet_v2``), and ``hf:<folder>`` for a transformers image encoder saved in a local folder (DINOv2, CLIP).
 Text: the sentence encoders of :mod:`fewshot.backbones.text_encoders` (``minilm``, ``sentence-encoder``) map token
 ids ``[N, L]`` of a text dataset to ``[N, D]``.
 """
@@ -33,6 +34,10 @@ def create_backbone(name: str, in_channels: int = 1, image_size: int = 28, **opt
         options = dict(options)
         model = create_pretrained_backbone(name[len("pretrained:"):], weights=options.pop("weights", None),
                                            frozen=options.pop("frozen", True), preprocess=options)
+    elif name.startswith("hf:"):
+        from fewshot.backbones.hf_image import create_hf_image_backbone
+
+        model = create_hf_image_backbone(name[len("hf:"):], **options)
     elif name.startswith("timm:"):
         from fewshot.backbones.timm_adapter import create_timm_backbone
 

