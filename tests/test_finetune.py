@@ -63,3 +63,23 @@ def test_full_finetuning_leaves_the_pretrained_backbone_untouched(blobs):
     method(blobs.gather(eps.support), eps.support_labels, blobs.gather(eps.query), 3)
     for k, v in backbone.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_per_episode_plain_call_equals_vmap_for_one_episode():
+    from torch.func import grad, vmap
+
+    from fewshot.methods.per_task import per_episode
+
+    g = torch.Generator().manual_seed(1)
+    params = {"w": torch.randn(1, 4, 3, generator=g, dtype=torch.float64),
+              "b": torch.randn(1, 3, generator=g, dtype=torch.float64)}
+    x = torch.randn(1, 6, 4, generator=g, dtype=torch.float64)
+
+    def loss(p, inputs):
+        return (inputs @ p["w"] + p["b"]).tanh().square().sum()
+
+    plain, mapped = per_episode(grad(loss), 1)(params, x), vmap(grad(loss))(params, x)
+    assert plain.keys() == mapped.keys() and all(plain[k].shape == params[k].shape for k in plain)
+    for k in plain:
+        torch.testing.assert_close(plain[k], mapped[k], rtol=1e-12, atol=1e-14)
+    assert per_episode(loss, 1)(params, x).shape == (1,)

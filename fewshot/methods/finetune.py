@@ -20,6 +20,7 @@ from torch.func import functional_call, grad, vmap
 
 from fewshot.backbones.text_encoders import trim_padding
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
+from fewshot.methods.per_task import per_episode
 
 Params = dict[str, Tensor]
 
@@ -168,7 +169,7 @@ class FullFineTune(FewShotMethod):
         support, query = trim_padding(support), trim_padding(query)
         base, copies, features = episode_copies(self.backbone, episodes)
         with torch.no_grad():
-            start = torch.func.vmap(features, in_dims=(None, 0))(base, support)
+            start = per_episode(features, episodes)(copies, support)
         head = fit_heads(start, support_labels, ways,
                          FineTuneConfig(cfg.head_warmup_steps, cfg.lr, cfg.weight_decay))
         params = {**{f"backbone.{k}": v for k, v in copies.items()}, **{f"head.{k}": v for k, v in head.items()}}
@@ -179,11 +180,11 @@ class FullFineTune(FewShotMethod):
 
         lrs = {k: cfg.backbone_lr if k.startswith("backbone.") else cfg.lr for k in params}
         optimiser = BatchedAdam(lrs, weight_decay=cfg.weight_decay)
-        step_grads: Callable = vmap(grad(loss))
+        step_grads: Callable = per_episode(grad(loss), episodes)
         with torch.enable_grad():
             for _ in range(cfg.steps):
                 params = optimiser.step(params, step_grads(params, support, support_labels))
         backbone_params = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
         with torch.no_grad():
-            q = vmap(features)(backbone_params, query)
+            q = per_episode(features, episodes)(backbone_params, query)
         return torch.einsum("eqd,ewd->eqw", q, params["head.weight"]) + params["head.bias"].unsqueeze(1)

@@ -48,3 +48,25 @@ def _join(outs: list, join: Callable[[list[Tensor]], Tensor]) -> Any:
     if isinstance(outs[0], dict):
         return {k: join([o[k] for o in outs]) for k in outs[0]}
     return join(outs)
+
+
+def per_episode(fn: Callable[..., Any], episodes: int) -> Callable[..., Any]:
+    """``vmap(fn)`` over a leading episode dimension; for a single episode a plain call of ``fn`` on the arguments
+    with that dimension taken off and put back on its result (tensors, or dicts of tensors). The same values up to
+    rounding, and a one-episode evaluation (a fixed episode set, such as the intent protocol's) skips vmap's
+    overhead: a full-batch MiniLM step on 77 sentences took 0.94-1.04 s under vmap and 0.55-0.64 s plain."""
+    if episodes != 1:
+        return vmap(fn)
+
+    def plain(*args: Any) -> Any:
+        return _map(lambda t: t.unsqueeze(0), fn(*(_map(lambda t: t.squeeze(0), a) for a in args)))
+
+    return plain
+
+
+def _map(f: Callable[[Tensor], Tensor], value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: f(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(f(v) for v in value)
+    return f(value)

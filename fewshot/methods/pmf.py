@@ -26,13 +26,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import grad, vmap
+from torch.func import grad
 
 from fewshot.core.errors import UsageError
 from fewshot.data.augment import diff_augment
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
 from fewshot.methods.episode_seeds import episode_generator
 from fewshot.methods.finetune import BatchedAdam, Params, episode_copies
+from fewshot.methods.per_task import per_episode
 
 
 @dataclass
@@ -108,12 +109,12 @@ class PMF(FewShotMethod):
                                    labels)
 
         optimiser = BatchedAdam({k: cfg.lr for k in params})
-        step_grads = vmap(grad(loss))
+        step_grads = per_episode(grad(loss), episodes)
         with torch.enable_grad():
             for _ in range(cfg.steps):
                 augmented = torch.stack([diff_augment(support[e], generators[e], cfg.aug_prob)
                                          for e in range(episodes)])
                 params = optimiser.step(params, step_grads(params, support, augmented, one_hot, support_labels))
         with torch.no_grad():
-            s, q = vmap(features)(params, support), vmap(features)(params, query)
+            s, q = per_episode(features, episodes)(params, support), per_episode(features, episodes)(params, query)
         return cosine_logits(q, prototypes(s, one_hot), scale, bias)
