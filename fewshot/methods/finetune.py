@@ -167,7 +167,7 @@ class FullFineTune(FewShotMethod):
         episodes = support.shape[0]
         # Token ids: under vmap an encoder pads every text to the input's width; cut it to the longest text.
         support, query = trim_padding(support), trim_padding(query)
-        base, copies, features = episode_copies(self.backbone, episodes)
+        _, copies, features = episode_copies(self.backbone, episodes)
         with torch.no_grad():
             start = per_episode(features, episodes)(copies, support)
         head = fit_heads(start, support_labels, ways,
