@@ -179,9 +179,13 @@ def check_backbone(name: str | None) -> None:
     from fewshot.backbones import list_backbones
 
     if name is not None and name.startswith("hf:"):
-        if not (Path(name[len("hf:"):]).expanduser() / "config.json").is_file():
-            raise UsageError(f"--backbone {name}: no transformers model there (no config.json); give hf:FOLDER, a "
-                             f"local folder saved by save_pretrained or a downloaded hub snapshot")
+        from fewshot.backbones.hf_image import model_folder
+        from fewshot.backbones.pretrained import MissingWeightsError
+
+        try:
+            model_folder(name[len("hf:"):])
+        except MissingWeightsError as error:
+            raise UsageError(f"--backbone {error}") from None
         return
     if name is None or name.startswith(("timm:", "pretrained:")) or name in list_backbones():
         return

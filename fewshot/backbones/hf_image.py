@@ -16,7 +16,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from fewshot.backbones.pretrained import MissingWeightsError, Preprocess, PretrainedBackbone, state_sha256
+from fewshot.backbones.pretrained import (MissingWeightsError, Preprocess, PretrainedBackbone,
+                                          check_preprocess_options)
+from fewshot.core.hashing import sha256_json
+from fewshot.data.text.encoders import folder_identity
 
 # transformers' resample codes (PIL's) to the interpolation modes of Preprocess.
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
@@ -27,9 +30,8 @@ class HFImageBackbone(PretrainedBackbone):
 
     def __init__(self, model: nn.Module, preprocess: Preprocess, identity: dict[str, Any], frozen: bool,
                  source: str) -> None:
-        model.num_features = int(model.config.hidden_size)
-        super().__init__(model, preprocess, identity, frozen=frozen)
-        self.pretrained_on = source
+        super().__init__(model, preprocess, identity, frozen=frozen, out_features=int(model.config.hidden_size),
+                         pretrained_on=source)
 
     def forward(self, images: Tensor) -> Tensor:
         out = self.model(pixel_values=self.preprocess(images))
@@ -56,28 +58,30 @@ def preprocess_from_folder(folder: Path, image_size: int | None) -> Preprocess:
                       mean=tuple(processor.image_mean), std=tuple(processor.image_std))
 
 
-def create_hf_image_backbone(folder: str | os.PathLike, *, frozen: bool = True, **preprocess: Any) -> HFImageBackbone:
-    """The transformers image encoder saved in ``folder``; options: ``frozen`` and the fields of Preprocess."""
+def model_folder(folder: str | os.PathLike) -> Path:
+    """``folder`` as a path, or a :class:`MissingWeightsError` when it holds no transformers model."""
     path = Path(folder).expanduser()
     if not (path / "config.json").is_file():
         raise MissingWeightsError(f"hf:{folder}: no config.json there; give a local folder holding a transformers "
                                   f"image model (save_pretrained, or a downloaded hub snapshot): nothing is downloaded")
-    unknown = set(preprocess) - {f.name for f in dataclasses.fields(Preprocess)}
-    if unknown:
-        raise TypeError(f"backbone 'hf:' has no option(s) {sorted(unknown)}; options: frozen, "
-                        f"{', '.join(f.name for f in dataclasses.fields(Preprocess))}")
+    return path
+
+
+def create_hf_image_backbone(folder: str | os.PathLike, *, frozen: bool = True, **preprocess: Any) -> HFImageBackbone:
+    """The transformers image encoder saved in ``folder``; options: ``frozen`` and the fields of Preprocess."""
+    path = model_folder(folder)
+    check_preprocess_options("hf:", preprocess, "frozen")
     try:
         from transformers import AutoConfig, AutoModel, CLIPVisionModel
     except ImportError:
         raise MissingWeightsError("hf: backbones need transformers: pip install transformers "
                                   "(the text extra installs it)") from None
     config = AutoConfig.from_pretrained(path, local_files_only=True)
-    if config.model_type == "clip":
-        model = CLIPVisionModel.from_pretrained(path, local_files_only=True)
-    else:
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-    vision = getattr(model.config, "vision_config", None) or model.config
-    defaults = preprocess_from_folder(path, getattr(vision, "image_size", None))
-    identity = {"architecture": f"hf:{model.config.model_type}", "weights_sha256": state_sha256(model.state_dict())}
+    loader = CLIPVisionModel if config.model_type == "clip" else AutoModel    # a CLIP checkpoint: its vision tower
+    model = loader.from_pretrained(path, local_files_only=True)
+    defaults = preprocess_from_folder(path, getattr(model.config, "image_size", None))
+    # The folder's files, hashed once per (path, size, mtime) like the sentence encoders' folders.
+    identity = {"architecture": f"hf:{model.config.model_type}",
+                "weights_sha256": sha256_json(folder_identity(path, weights=True))}
     return HFImageBackbone(model, dataclasses.replace(defaults, **preprocess), identity, frozen,
                            source=f"{model.config.model_type} ({path.name})")

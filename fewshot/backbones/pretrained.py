@@ -32,7 +32,7 @@ from fewshot.backbones.registry import register_backbone
 from fewshot.core.hashing import sha256_file
 
 __all__ = ["Preprocess", "PretrainedBackbone", "WeightsPackage", "WeightsMismatchError", "MissingWeightsError",
-           "create_pretrained_backbone", "load_state_by_order", "sha256_file", "state_sha256", "PACKAGED"]
+           "check_preprocess_options", "create_pretrained_backbone", "load_state_by_order", "sha256_file", "PACKAGED"]
 
 
 class WeightsMismatchError(DataError):
@@ -88,14 +88,14 @@ class PretrainedBackbone(nn.Module):
     any_image_format = True
 
     def __init__(self, model: nn.Module, preprocess: Preprocess, identity: dict[str, Any] | None,
-                 frozen: bool = True) -> None:
+                 frozen: bool = True, *, out_features: int | None = None, pretrained_on: str | None = None) -> None:
         super().__init__()
         self.model = model
         self.preprocess_config = preprocess
-        self.out_features: int = int(model.num_features)
+        self.out_features: int = int(out_features if out_features is not None else model.num_features)
         self.frozen = frozen
         #: Where its features were learned: a source of its own in a transfer table.
-        self.pretrained_on = "imagenet-1k" + (f" ({identity['architecture']})" if identity else "")
+        self.pretrained_on = pretrained_on or "imagenet-1k" + (f" ({identity['architecture']})" if identity else "")
         # None for a trainable backbone: its features change with its weights and must not be cached.
         self.feature_cache_identity: dict[str, Any] | None = (
             {**identity, "preprocess": dataclasses.asdict(preprocess)} if frozen and identity is not None else None)
@@ -143,8 +143,7 @@ class PretrainedBackbone(nn.Module):
 
 # -- loading weights ------------------------------------------------------------------------------------------
 
-def state_sha256(state: Mapping[str, Tensor]) -> str:
-    """sha256 over a state dict's names, shapes, dtypes and bytes: the identity of weights held in memory."""
+def _state_sha256(state: Mapping[str, Tensor]) -> str:
     h = hashlib.sha256()
     for key, value in state.items():
         h.update(f"{key}:{tuple(value.shape)}:{value.dtype}".encode())
@@ -269,7 +268,7 @@ def create_pretrained_backbone(architecture: str, *, weights: str | os.PathLike 
         except Exception as error:  # hub download or cache failures come in many types
             raise MissingWeightsError(f"could not get pretrained weights for {architecture!r} from timm's hub "
                                       f"({type(error).__name__}: {error}); offline, pass weights=PATH") from error
-        identity = {"architecture": architecture, "weights_sha256": state_sha256(model.state_dict())}
+        identity = {"architecture": architecture, "weights_sha256": _state_sha256(model.state_dict())}
     else:
         raise ValueError("a pretrained backbone needs weights=PATH or pretrained=True")
     data_config = resolve_model_data_config(model)
@@ -280,15 +279,22 @@ def create_pretrained_backbone(architecture: str, *, weights: str | os.PathLike 
     return PretrainedBackbone(model, config, identity, frozen=frozen)
 
 
+def check_preprocess_options(backbone: str, options: Mapping[str, Any], others: str) -> None:
+    """A ``TypeError`` naming every option of ``backbone`` when ``options`` holds one that is no field of
+    :class:`Preprocess` (``others``: the backbone's other options, for the message)."""
+    fields = [f.name for f in dataclasses.fields(Preprocess)]
+    unknown = set(options) - set(fields)
+    if unknown:
+        raise TypeError(f"backbone {backbone!r} has no option(s) {sorted(unknown)}; options: {others}, "
+                        f"{', '.join(fields)}")
+
+
 def _packaged_factory(name: str, spec: PackagedBackbone):
     def factory(in_channels: int = 3, image_size: int = 224, *, weights: str | os.PathLike | None = None,
                 frozen: bool = True, **preprocess: Any) -> PretrainedBackbone:
         if in_channels not in (1, 3):
             raise ValueError(f"{name} takes 1- or 3-channel images, not {in_channels}")
-        unknown = set(preprocess) - {f.name for f in dataclasses.fields(Preprocess)}
-        if unknown:
-            raise TypeError(f"backbone {name!r} has no option(s) {sorted(unknown)}; options: weights, frozen, "
-                            f"{', '.join(f.name for f in dataclasses.fields(Preprocess))}")
+        check_preprocess_options(name, preprocess, "weights, frozen")
         path = weights if weights is not None else spec.package.path()
         return create_pretrained_backbone(spec.architecture, weights=path, frozen=frozen,
                                           preprocess={**spec.preprocess, **preprocess})

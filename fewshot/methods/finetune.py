@@ -168,8 +168,9 @@ class FullFineTune(FewShotMethod):
         # Token ids: under vmap an encoder pads every text to the input's width; cut it to the longest text.
         support, query = trim_padding(support), trim_padding(query)
         _, copies, features = episode_copies(self.backbone, episodes)
+        embed = per_episode(features, episodes)
         with torch.no_grad():
-            start = per_episode(features, episodes)(copies, support)
+            start = embed(copies, support)
         head = fit_heads(start, support_labels, ways,
                          FineTuneConfig(cfg.head_warmup_steps, cfg.lr, cfg.weight_decay))
         params = {**{f"backbone.{k}": v for k, v in copies.items()}, **{f"head.{k}": v for k, v in head.items()}}
@@ -186,5 +187,5 @@ class FullFineTune(FewShotMethod):
                 params = optimiser.step(params, step_grads(params, support, support_labels))
         backbone_params = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
         with torch.no_grad():
-            q = per_episode(features, episodes)(backbone_params, query)
+            q = embed(backbone_params, query)
         return torch.einsum("eqd,ewd->eqw", q, params["head.weight"]) + params["head.bias"].unsqueeze(1)

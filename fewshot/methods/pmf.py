@@ -116,5 +116,6 @@ class PMF(FewShotMethod):
                                          for e in range(episodes)])
                 params = optimiser.step(params, step_grads(params, support, augmented, one_hot, support_labels))
         with torch.no_grad():
-            s, q = per_episode(features, episodes)(params, support), per_episode(features, episodes)(params, query)
+            embed = per_episode(features, episodes)
+            s, q = embed(params, support), embed(params, query)
         return cosine_logits(q, prototypes(s, one_hot), scale, bias)
