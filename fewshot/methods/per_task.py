@@ -54,7 +54,8 @@ def per_episode(fn: Callable[..., Any], episodes: int) -> Callable[..., Any]:
     """``vmap(fn)`` over a leading episode dimension; for a single episode a plain call of ``fn`` on the arguments
     with that dimension taken off and put back on its result (tensors, or dicts of tensors). The same values up to
     rounding, and a one-episode evaluation (a fixed episode set, such as the intent protocol's) skips vmap's
-    overhead: about 6x for ``finetune-full`` of MiniLM on a BANKING77 episode (``benchmarks/perf/one_episode_finetune.py``)."""
+    overhead: about 6x for ``finetune-full`` of MiniLM on a BANKING77 episode
+    (``benchmarks/perf/one_episode_finetune.py``)."""
     if episodes != 1:
         return vmap(fn)
 
