@@ -105,6 +105,8 @@ def test_cross_validation_equals_sklearn_fold_by_fold(shots, folds):
         support[None], support_labels[None], query[None], ways)
     torch.testing.assert_close(logits, plain)
     np.testing.assert_array_equal(logits[0].argmax(-1).numpy(), sklearn_predictions(x, support_labels, q, best))
+    # The record says which C the episode chose (counts over the episodes scored).
+    assert method.describe()["chosen_C"] == {f"{best:g}": 1}
 
 
 def test_cross_validation_needs_two_balanced_shots():

@@ -66,7 +66,10 @@ def test_logits_shape_and_batching_independence(name):
     assert torch.isfinite(logits).all()
     one_by_one = torch.cat([method(support[e:e + 1], eps.support_labels[e:e + 1], query[e:e + 1], 3)
                             for e in range(4)])
-    torch.testing.assert_close(logits, one_by_one, rtol=1e-4, atol=1e-4)
+    # A one-episode batch of finetune-full runs plain calls, not vmap: float32 rounding that Adam's steps amplify
+    # (1.5e-4 here on some CPUs); tests/test_finetune.py checks the two paths equal in float64.
+    tolerance = 1e-3 if name == "finetune-full" else 1e-4
+    torch.testing.assert_close(logits, one_by_one, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("name", list_methods())

@@ -3,10 +3,10 @@ Classification": Baseline).
 
 The backbone is pre-trained with cross-entropy over all base classes (``train_kind = "supervised"``). Per test
 episode a new linear head is trained on the support set: ``finetune`` keeps the backbone frozen (Chen's Baseline),
-``finetune-full`` also updates every backbone weight for a few steps. Both are batched over episodes: the loss of a
-batch is the sum of per-episode losses and every episode has its own parameters (for full fine-tuning, stacked
-copies of the backbone's weights driven through ``torch.func.vmap``), so no episode influences another and no
-Python loop runs over episodes.
+``finetune-full`` (:mod:`fewshot.methods.finetune_full`) also updates every backbone weight for a few steps. Both
+are batched over episodes: the loss of a batch is the sum of per-episode losses and every episode has its own
+parameters (for full fine-tuning, stacked copies of the backbone's weights driven through ``torch.func.vmap``), so
+no episode influences another and no Python loop runs over episodes.
 """
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from fewshot.backbones.text_encoders import trim_padding
 from fewshot.methods.base import FewShotMethod, TrainKind, register_method
-from fewshot.methods.per_task import per_episode
 
 Params = dict[str, Tensor]
 
@@ -134,58 +132,3 @@ def train_heads(head: Params, loss: Callable[..., Tensor], inputs: tuple[Tensor,
     for _ in range(steps):
         head = optimiser.step(head, head_grads(head, *inputs))
     return head
-
-
-@dataclass
-class FullFineTuneConfig:
-    """Per-episode training of head and backbone: Adam for ``steps`` steps, a smaller rate for the backbone."""
-
-    steps: int = 10
-    lr: float = 0.01
-    backbone_lr: float = 1e-4
-    weight_decay: float = 1e-3
-    head_warmup_steps: int = 100   # head-only steps on frozen features first, so the backbone sees a useful head
-
-
-@register_method("finetune-full")
-class FullFineTune(FewShotMethod):
-    """Supervised pre-training, then per episode a linear head and all backbone weights trained on the support.
-
-    Batch norm uses the running statistics from pre-training (eval mode) during adaptation: support sets of a few
-    images give poor batch statistics, and eval-mode normalisation keeps episodes independent under ``vmap``.
-    """
-
-    paper = "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification (fine-tuning)"
-    train_kind = TrainKind.SUPERVISED
-    frozen_features = False
-    eval_batch_size = 10
-    Config = FullFineTuneConfig
-
-    def forward(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
-        self.backbone.eval()
-        cfg = self.config
-        episodes = support.shape[0]
-        # Token ids: under vmap an encoder pads every text to the input's width; cut it to the longest text.
-        support, query = trim_padding(support), trim_padding(query)
-        _, copies, features = episode_copies(self.backbone, episodes)
-        embed = per_episode(features, episodes)
-        with torch.no_grad():
-            start = embed(copies, support)
-        head = fit_heads(start, support_labels, ways,
-                         FineTuneConfig(cfg.head_warmup_steps, cfg.lr, cfg.weight_decay))
-        params = {**{f"backbone.{k}": v for k, v in copies.items()}, **{f"head.{k}": v for k, v in head.items()}}
-
-        def loss(p: Params, images: Tensor, labels: Tensor) -> Tensor:
-            feats = features({k[9:]: v for k, v in p.items() if k.startswith("backbone.")}, images)
-            return head_loss({"weight": p["head.weight"], "bias": p["head.bias"]}, feats, labels)
-
-        lrs = {k: cfg.backbone_lr if k.startswith("backbone.") else cfg.lr for k in params}
-        optimiser = BatchedAdam(lrs, weight_decay=cfg.weight_decay)
-        step_grads: Callable = per_episode(grad(loss), episodes)
-        with torch.enable_grad():
-            for _ in range(cfg.steps):
-                params = optimiser.step(params, step_grads(params, support, support_labels))
-        backbone_params = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
-        with torch.no_grad():
-            q = embed(backbone_params, query)
-        return torch.einsum("eqd,ewd->eqw", q, params["head.weight"]) + params["head.bias"].unsqueeze(1)

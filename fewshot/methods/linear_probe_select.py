@@ -5,7 +5,7 @@
   meta-validation classes, as episodic benchmarks do (Chen et al. 2019, "A Closer Look at Few-shot
   Classification"; Tian et al. 2020 choose their probe's settings on the validation split). The choice is the
   method's "training" (``train_kind = custom``): kept in its checkpoint and written to its record (``chosen_C``).
-- ``linear-probe-cv``: per episode, by cross-validation within its own support set (each fold holds out the same
+- ``linear-probe-cv`` (:mod:`fewshot.methods.linear_probe_cv`): per episode, by cross-validation within its own support set (each fold holds out the same
   shot positions of every class), the "true few-shot" model selection of Perez, Kiela & Cho 2021 ("True Few-Shot
   Learning with Language Models", NeurIPS): what the fixed intent sets, which have no validation classes, allow.
   It needs two or more shots of every class.
@@ -133,39 +133,3 @@ def frozen_features(method: LinearProbe, dataset: ClassDataset, device: torch.de
     if key is not None:
         _FEATURES[key] = features.cpu()
     return features
-
-
-@register_method("linear-probe-cv")
-class CrossValidatedLinearProbe(LinearProbe):
-    """Tian et al. 2020's probe with C chosen per episode by cross-validation within its support set (Perez et
-    al. 2021): fold ``f`` of ``k = min(shots, folds)`` holds out every class's shots at positions ``f, f+k, ...``;
-    the C with the best held-out accuracy summed over folds is then fitted on the whole support."""
-
-    paper = ("Tian et al. 2020, Rethinking Few-Shot Image Classification (the probe); C by cross-validation on "
-             "the support set as in Perez, Kiela & Cho 2021, True Few-Shot Learning with Language Models")
-    Config = SelectedProbeConfig
-
-    def logits_from_features(self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int) -> Tensor:
-        episodes, shots, dim = support.shape
-        one_hot = F.one_hot(support_labels, ways)
-        counts = one_hot.sum(1)
-        present = counts[counts > 0]
-        if present.min() < 2 or present.max() != present.min():
-            raise UsageError("linear-probe-cv needs the same number (2 or more) of support examples of every class; "
-                             "use linear-probe-val or linear-probe for 1-shot or unbalanced episodes")
-        position = (one_hot.cumsum(1) * one_hot).sum(-1) - 1           # [E, S]: the example's rank in its class
-        k = min(int(present.min()), self.config.folds)
-        scores = support.new_zeros(len(self.config.grid), episodes, dtype=torch.float64)
-        for f in range(k):
-            held = position % k == f                                     # the same count in every episode
-            fit_x, fit_y = support[~held].view(episodes, -1, dim), support_labels[~held].view(episodes, -1)
-            out_x, out_y = support[held].view(episodes, -1, dim), support_labels[held].view(episodes, -1)
-            scores += grid_accuracies(probe_logits(fit_x, fit_y, out_x, ways, self.config), out_y)
-        chosen = torch.tensor(self.config.grid, dtype=torch.float64)[best_index(scores).cpu()]     # [E]
-        if self.config.normalize:
-            support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-        logits = query.new_empty(episodes, query.shape[1], ways)
-        for C in chosen.unique().tolist():          # the final probes, fitted for each episode's chosen C only
-            rows = torch.nonzero(chosen == C).flatten().to(support.device)
-            logits[rows] = regression_logits(support[rows], support_labels[rows], query[rows], ways, C, self.config)
-        return logits
