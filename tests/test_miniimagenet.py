@@ -91,6 +91,9 @@ def test_each_format_loads_the_ravi_split(tmp_path, fmt):
     assert (len(RAVI_SPLIT["train"]), len(RAVI_SPLIT["val"]), len(RAVI_SPLIT["test"])) == (64, 16, 20)
     both = load_miniimagenet("trainval", root, image_size=size)
     assert both.num_classes == 80 and set(both.class_names) == RAVI_SPLIT["train"] | RAVI_SPLIT["val"]
+    every = load_miniimagenet("all", root, image_size=size)
+    assert every.num_classes == 100 and set(every.class_names) == set().union(*RAVI_SPLIT.values())
+    assert every.class_counts.tolist() == [PER_CLASS] * 100
 
 
 def test_resizing_and_the_decode_cache(tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ RAVI_SPLIT: dict[str, frozenset[str]] = {
         n03127925 n03146219 n03272010 n03544143 n03775546 n04146614 n04149813 n04418357 n04522168 n07613480
         """.split()),
 }
-SPLITS = ("train", "val", "test", "trainval")
+SPLITS = ("train", "val", "test", "trainval", "all")
 _FOLDERS = ("miniimagenet", "mini-imagenet", "miniImageNet", "mini_imagenet", "")
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -200,11 +200,12 @@ def _check_split(split: str, names: list[str], root: Path) -> None:
 @register_dataset("miniimagenet")
 def load_miniimagenet(split: str, root: Path, *, image_size: int = 84, check_split: bool = True,
                       cache: bool = True) -> ClassDataset:
-    """Split ``train`` (64 classes), ``val`` (16), ``test`` (20) or ``trainval`` (80) of miniImageNet as uint8
+    """Split ``train`` (64 classes), ``val`` (16), ``test`` (20), ``trainval`` (80) or ``all`` (100: the source of
+    the cross-domain protocols of Chen et al. 2019 and BSCD-FSL, which learn on every miniImageNet class) as uint8
     ``[N, 3, image_size, image_size]``, classes in wnid order, from any of the formats in the module docstring."""
     if split not in SPLITS:
         raise ValueError(f"unknown miniImageNet split {split!r}; expected one of {', '.join(SPLITS)}")
-    parts = ("train", "val") if split == "trainval" else (split,)
+    parts = {"trainval": ("train", "val"), "all": ("train", "val", "test")}.get(split, (split,))
     images, names, labels = [], [], []
     for part in parts:
         x, n, y = _load_split(Path(root), part, int(image_size), cache)
