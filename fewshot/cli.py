@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="synthetic",
                         help="a registered dataset or a folder with one sub-folder of images per class")
     parser.add_argument("--train-dataset", default=None,
-                        help="learn on this dataset and test on --dataset (default: --dataset itself)")
+                        help="learn on this dataset and test on --dataset (default: --dataset itself); "
+                             "several sources as name+name: their union, episodes from one at a time")
     parser.add_argument("--ways", type=_number(int, 2, "a whole number"), default=5)
     parser.add_argument("--shots", type=positive_int, nargs="+", default=[5], help="one or more shot counts")
     parser.add_argument("--queries", type=positive_int, default=15, help="query examples per class")
@@ -243,6 +244,7 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
     so a shortened run never weakens the baseline it is compared with."""
     from fewshot.backbones.pretrained import PACKAGED
     from fewshot.data import list_datasets
+    from fewshot.data.registry import known_dataset
     from fewshot.methods import method_class
     from fewshot.runner import CellSpec
 
@@ -254,9 +256,9 @@ def bench_cells(args: argparse.Namespace) -> tuple[list, str | None]:
     if baseline and baseline not in methods:
         methods.append(baseline)
     for option, name in (("--dataset", args.dataset), ("--train-dataset", args.train_dataset)):
-        if name is not None and name not in list_datasets() and not Path(name).is_dir():
+        if name is not None and not known_dataset(name):
             raise UsageError(f"{option} {name}: neither a registered dataset ({', '.join(list_datasets())}) nor a "
-                             f"folder of class folders")
+                             f"folder of class folders (several sources: name+name)")
     check_backbone(args.backbone)
     extra_options = dict(_key_value(o) for o in args.backbone_option)
 

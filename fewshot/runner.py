@@ -19,6 +19,7 @@ from fewshot.backbones.text_encoders import check_tokenizer, text_backbone
 from fewshot.data import ClassDataset, EpisodeSet, load_dataset, sample_episodes
 from fewshot.data.protocols import check_protocol
 from fewshot.data.meta_dataset_episodes import VariableEpisodeSet
+from fewshot.data.union import check_source_episodes, describe_union, is_union
 from fewshot.core import distributed
 from fewshot.evaluate.harness import evaluate, resolve_device
 from fewshot.methods import create_method, method_class
@@ -224,6 +225,11 @@ class Runner:
             raise UsageError(f"{context}, backbone {backbone} {spec.backbone_options or ''}: {_message(error)}; "
                              f"check the backbone and method options") from None
         config = self.train_config(spec, method, train_set)
+        if trains and is_union(train_set) and method.train_kind == TrainKind.EPISODIC:
+            try:
+                check_source_episodes(train_set, config.ways, config.shots, config.queries)
+            except ValueError as error:
+                raise UsageError(f"{context}: {error}") from None
         conversion = None
         if trains and test_set is not train_set and not accepts_any_image_format(method.backbone):
             # The backbone is built for the source's images: bring the target's to that format, recorded.
@@ -309,6 +315,7 @@ class Runner:
                     "dataset_options": spec.dataset_options, "train_split": spec.train_split,
                     "train_dataset": learned_from(spec, method, trains), "fixed_episodes": fixed,
                     **({"cross_domain": True} if spec.train_dataset else {}),
+                    **({"train_sources": describe_union(cell.train_set)} if is_union(cell.train_set) else {}),
                     **({"train_dataset_options": spec.train_dataset_options} if spec.train_dataset_options else {}),
                     **({"target_conversion": cell.conversion} if cell.conversion else {}),
                     **({"precision": spec.precision} if spec.precision != "fp32" else {}),

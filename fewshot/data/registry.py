@@ -9,6 +9,7 @@ from typing import Callable, Protocol
 from fewshot.core.paths import cache_dir
 from fewshot.core.registry import Registry
 from fewshot.data.dataset import ClassDataset
+from fewshot.data.union import SEPARATOR, source_names, union_of
 
 SPLITS = ("train", "val", "test")
 
@@ -30,9 +31,18 @@ def list_datasets(pattern: str = "*") -> list[str]:
     return DATASETS.names(pattern)
 
 
+def known_dataset(name: str) -> bool:
+    """True when ``name`` is a registered dataset, a folder of class folders, or ``a+b+...`` of those."""
+    parts = name.split(SEPARATOR) if SEPARATOR in name and not Path(name).is_dir() else [name]
+    return all(p in list_datasets() or os.sep in p or Path(p).is_dir() for p in parts)
+
+
 def loader_options(name: str) -> set[str]:
-    """The keyword options that dataset ``name``'s loader takes (none for a folder of class folders)."""
+    """The keyword options that dataset ``name``'s loader takes (none for a folder of class folders; for sources
+    ``a+b``, those every source's loader takes)."""
     _import_builtin_loaders()
+    if name not in DATASETS and SEPARATOR in name and not Path(name).is_dir():
+        return set.intersection(*(loader_options(n) for n in source_names(name)))
     if name not in DATASETS:
         return set()
     parameters = inspect.signature(DATASETS.get(name)).parameters.values()
@@ -52,14 +62,27 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, **options) -> ClassDataset:
-    """Load split ``split`` of dataset ``name``; a ``name`` that is a directory loads a folder of class folders."""
+    """Load split ``split`` of dataset ``name``; a ``name`` that is a directory loads a folder of class folders, and
+    ``a+b`` the union of the splits of ``a`` and ``b`` (:mod:`fewshot.data.union`), each loaded with ``options``."""
     _import_builtin_loaders()
+    if name not in DATASETS and SEPARATOR in name and not Path(name).is_dir():     # several sources: their union
+        names = source_names(name)
+        # Each source gets the options its loader takes (image_size, say; QuickDraw's loader has none: the
+        # union brings its images to the first source's format, and records that).
+        return union_of([load_dataset(n, split, root, **_options_for(n, options)) for n in names], names)
     if name not in DATASETS and (os.sep in name or Path(name).is_dir()):
         from fewshot.data.folder import load_image_folder
 
         return load_image_folder(Path(name), split, **options)
     loader = DATASETS.get(name)
     return loader(split, resolve_data_root(root), **options)
+
+
+def _options_for(name: str, options: dict) -> dict:
+    if name not in DATASETS:          # a folder of class folders takes its options as they are
+        return options
+    takes = loader_options(name)
+    return {k: v for k, v in options.items() if k in takes}
 
 
 def _import_builtin_loaders() -> None:

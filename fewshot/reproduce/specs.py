@@ -301,10 +301,12 @@ def _unknown(kind: str, name: str, known: list[str]) -> str:
 
 def _check_dataset(where: str, name: str) -> None:
     from fewshot.data import list_datasets
+    from fewshot.data.registry import known_dataset
 
-    if name in list_datasets() or os.sep in name or Path(name).is_dir():   # a folder of class folders
+    if known_dataset(name):     # registered, a folder of class folders, or sources a+b of those
         return
-    raise SpecError(f"{where}: {_unknown('dataset', name, list_datasets())} (or a folder of class folders)")
+    raise SpecError(f"{where}: {_unknown('dataset', name, list_datasets())} (or a folder of class folders, or "
+                    f"sources joined by '+')")
 
 
 def check_fixed_episodes(where: str, name: str) -> None:

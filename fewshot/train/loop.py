@@ -28,6 +28,7 @@ from fewshot.core.atomic import atomic_torch_save as atomic_save, remove_orphans
 from fewshot.core.errors import DataError, UsageError, UserError
 from fewshot.data.dataset import ClassDataset
 from fewshot.data.episodes import as_index, sample_episodes
+from fewshot.data.union import is_union, sample_source_episodes
 from fewshot.methods.base import FewShotMethod, TrainKind
 from fewshot.train.config import TrainConfig
 from fewshot.train.session import TrainSession, Watch, loss_curve, loss_warnings
@@ -176,7 +177,8 @@ def _check_finite(loss: torch.Tensor, step: int, config: TrainConfig, session: T
 
 
 def train_episodic(method: FewShotMethod, dataset: ClassDataset, config: TrainConfig, session: TrainSession) -> float:
-    """Meta-train on seeded episodes: step ``t`` uses training episodes ``t*meta_batch ..`` of the session's seed.
+    """Meta-train on seeded episodes: step ``t`` uses training episodes ``t*meta_batch ..`` of the session's seed
+    (from one source each when ``dataset`` is a union of sources, :mod:`fewshot.data.union`).
 
     In a ``shared`` session this rank takes its block of them (:func:`~fewshot.core.distributed.shard`) and the
     loss and gradients are summed over the ranks: the sum of its episodes' losses divided by ``meta_batch``."""
@@ -186,13 +188,15 @@ def train_episodic(method: FewShotMethod, dataset: ClassDataset, config: TrainCo
     modules = {"model": method, "optimizer": opt, "scheduler": sched}
     first = session.resume(modules)
     lo, hi = distributed.shard(config.meta_batch) if session.shared else (0, config.meta_batch)
+    # Several sources: each episode from one of them (Meta-Dataset's training episodes).
+    sample = sample_source_episodes if is_union(dataset) else sample_episodes
     loss_value = float("nan")
     for step in session.steps(first, desc=f"train {method.name}"):
         opt.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=device)
         if hi > lo:             # a rank may have no episode when the meta-batch is smaller than the world
-            episodes = sample_episodes(dataset, config.ways, config.shots, config.queries, hi - lo,
-                                       seed=session.seed, start=step * config.meta_batch + lo)
+            episodes = sample(dataset, config.ways, config.shots, config.queries, hi - lo,
+                              seed=session.seed, start=step * config.meta_batch + lo)
             support = dataset.gather(episodes.support, device)
             query = dataset.gather(episodes.query, device)
             losses = method.episode_loss(support, as_index(episodes.support_labels, device), query,
