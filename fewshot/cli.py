@@ -179,19 +179,20 @@ def check_methods(names: Sequence[str], option: str = "--method") -> None:
 def check_backbone(name: str | None) -> None:
     from fewshot.backbones import list_backbones
 
-    if name is not None and name.startswith("hf:"):
-        from fewshot.backbones.hf_image import model_folder
+    if name is not None and name.startswith(("hf:", "open_clip:")):
+        from fewshot.backbones import hf_image, open_clip_image
         from fewshot.backbones.pretrained import MissingWeightsError
 
+        prefix, _, folder = name.partition(":")
         try:
-            model_folder(name[len("hf:"):])
+            (hf_image if prefix == "hf" else open_clip_image).model_folder(folder)
         except MissingWeightsError as error:
             raise UsageError(f"--backbone {error}") from None
         return
     if name is None or name.startswith(("timm:", "pretrained:")) or name in list_backbones():
         return
     raise UsageError(f"--backbone: unknown backbone {name!r}; available: {', '.join(list_backbones())}, "
-                     f"timm:<model>, pretrained:<model>, hf:<folder>")
+                     f"timm:<model>, pretrained:<model>, hf:<folder>, open_clip:<folder>")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -225,7 +226,7 @@ def list_registered() -> str:
         "episode sets:   " + ", ".join(list_fixed_episodes()) + "  (fixed test episodes, used by specs)",
         "methods:        " + ", ".join(list_methods()),
         "backbones:      " + ", ".join(list_backbones()) + ", timm:<any timm model>, pretrained:<any timm model>, "
-        "hf:<folder of a transformers image model>",
+        "hf:<folder of a transformers image model>, open_clip:<folder of an open_clip model>",
         "text encoders:  " + "; ".join(f"{name} ({encoder_status(name)})" for name in ENCODERS)
         + "  (--encoder; or a local model folder)",
     ])

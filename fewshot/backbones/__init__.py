@@ -4,7 +4,8 @@
 Names: ``conv4``, ``resnet12``, ``timm:<model>`` for any timm model (randomly initialised),
 ``pretrained:<model>`` for any timm model with pretrained weights (timm's hub, or ``weights=PATH``), and the
 offline pretrained backbones of :mod:`fewshot.backbones.pretrained` (``efficientnet_lite0`` to ``_lite2``,
-``mobilenet_v2``), and ``hf:<folder>`` for a transformers image encoder saved in a local folder (DINOv2, CLIP).
+``mobilenet_v2``), ``hf:<folder>`` for a transformers image encoder saved in a local folder (DINOv2, CLIP), and
+``open_clip:<folder>`` for the image tower of an open_clip model saved in a local folder.
 Text: the sentence encoders of :mod:`fewshot.backbones.text_encoders` (``minilm``, ``sentence-encoder``) map token
 ids ``[N, L]`` of a text dataset to ``[N, D]``.
 """
@@ -38,6 +39,10 @@ def create_backbone(name: str, in_channels: int = 1, image_size: int = 28, **opt
         from fewshot.backbones.hf_image import create_hf_image_backbone
 
         model = create_hf_image_backbone(name[len("hf:"):], **options)
+    elif name.startswith("open_clip:"):
+        from fewshot.backbones.open_clip_image import create_open_clip_backbone
+
+        model = create_open_clip_backbone(name[len("open_clip:"):], **options)
     elif name.startswith("timm:"):
         from fewshot.backbones.timm_adapter import create_timm_backbone
 
