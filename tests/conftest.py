@@ -54,6 +54,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def shades_dataset(size: int = 28) -> ClassDataset:
+    """Five classes of flat grey shades (6 images each, light noise): apart even in a random network's features."""
+    g = torch.Generator().manual_seed(0)
+    shade = torch.linspace(0.1, 0.9, 5).repeat_interleave(6).view(30, 1, 1, 1)
+    images = ((shade + 0.05 * torch.rand(30, 1, size, size, generator=g)).clamp(0, 1) * 255).to(torch.uint8)
+    return ClassDataset(images, torch.arange(5).repeat_interleave(6), [f"s{i}" for i in range(5)], name="shades")
+
+
 def blob_dataset(classes: int = 12, per_class: int = 10, size: int = 16, seed: int = 0, noise: float = 0.6,
                  name: str = "blobs") -> ClassDataset:
     """A tiny image dataset: each class is a random pattern, each example the pattern plus noise."""

@@ -9,9 +9,11 @@ transformers = pytest.importorskip("transformers", reason="the text extra instal
 from fewshot.backbones import accepts_any_image_format, create_backbone, pretrained_on  # noqa: E402
 from fewshot.backbones.pretrained import MissingWeightsError  # noqa: E402
 from fewshot.cli import main  # noqa: E402
-from fewshot.data import ClassDataset, sample_episodes  # noqa: E402
+from fewshot.data import sample_episodes  # noqa: E402
 from fewshot.evaluate.harness import evaluate  # noqa: E402
 from fewshot.methods import create_method  # noqa: E402
+
+from conftest import shades_dataset  # noqa: E402
 
 MEAN, STD = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
 
@@ -106,10 +108,7 @@ def test_missing_folder_is_a_clear_error(tmp_path, capsys):
 
 def test_episodes_on_a_dinov2_backbone_score_and_reuse_cached_features(tmp_path):
     folder = save_dinov2(tmp_path / "dino")
-    g = torch.Generator().manual_seed(0)
-    shade = torch.linspace(0.1, 0.9, 5).repeat_interleave(6).view(30, 1, 1, 1)
-    images = ((shade + 0.05 * torch.rand(30, 1, 28, 28, generator=g)).clamp(0, 1) * 255).to(torch.uint8)
-    dataset = ClassDataset(images, torch.arange(5).repeat_interleave(6), [f"s{i}" for i in range(5)], name="shades")
+    dataset = shades_dataset()
     episodes = sample_episodes(dataset, ways=5, shots=1, queries=3, episodes=4, seed=3)
     backbone = create_backbone(f"hf:{folder}", in_channels=1, image_size=28)
     first = evaluate(create_method("simpleshot", backbone), dataset, episodes, device="cpu", progress=False)
