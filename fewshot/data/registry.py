@@ -31,18 +31,26 @@ def list_datasets(pattern: str = "*") -> list[str]:
     return DATASETS.names(pattern)
 
 
+def _sources(name: str) -> list[str] | None:
+    """The sources of a name ``a+b+...`` (:mod:`fewshot.data.union`); None for one dataset (registered, or a
+    folder, whose name may hold a ``+``)."""
+    _import_builtin_loaders()
+    if name in DATASETS or SEPARATOR not in name or Path(name).is_dir():
+        return None
+    return source_names(name)
+
+
 def known_dataset(name: str) -> bool:
     """True when ``name`` is a registered dataset, a folder of class folders, or ``a+b+...`` of those."""
-    parts = name.split(SEPARATOR) if SEPARATOR in name and not Path(name).is_dir() else [name]
-    return all(p in list_datasets() or os.sep in p or Path(p).is_dir() for p in parts)
+    return all(p in list_datasets() or os.sep in p or Path(p).is_dir() for p in _sources(name) or [name])
 
 
 def loader_options(name: str) -> set[str]:
     """The keyword options that dataset ``name``'s loader takes (none for a folder of class folders; for sources
     ``a+b``, those every source's loader takes)."""
-    _import_builtin_loaders()
-    if name not in DATASETS and SEPARATOR in name and not Path(name).is_dir():
-        return set.intersection(*(loader_options(n) for n in source_names(name)))
+    sources = _sources(name)
+    if sources:
+        return set.intersection(*(loader_options(n) for n in sources))
     if name not in DATASETS:
         return set()
     parameters = inspect.signature(DATASETS.get(name)).parameters.values()
@@ -63,10 +71,10 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
 
 def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, **options) -> ClassDataset:
     """Load split ``split`` of dataset ``name``; a ``name`` that is a directory loads a folder of class folders, and
-    ``a+b`` the union of the splits of ``a`` and ``b`` (:mod:`fewshot.data.union`), each loaded with ``options``."""
-    _import_builtin_loaders()
-    if name not in DATASETS and SEPARATOR in name and not Path(name).is_dir():     # several sources: their union
-        names = source_names(name)
+    ``a+b`` the union of the splits of ``a`` and ``b`` (:mod:`fewshot.data.union`), each loaded with the options
+    its loader takes."""
+    names = _sources(name)
+    if names:                           # several sources: their union
         # Each source gets the options its loader takes (image_size, say; QuickDraw's loader has none: the
         # union brings its images to the first source's format, and records that).
         return union_of([load_dataset(n, split, root, **_options_for(n, options)) for n in names], names)

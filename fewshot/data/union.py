@@ -12,15 +12,16 @@ the sampler seeds its episodes, and then that source's classes only, as Meta-Dat
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
 from fewshot.core.errors import UsageError
 from fewshot.data.dataset import ClassDataset
-from fewshot.data.episodes import EpisodeSet, sample_episodes
+from fewshot.data.episodes import EpisodeSet, check_episode_settings, sample_episodes
 
-__all__ = ["SEPARATOR", "check_source_episodes", "describe_union", "is_union", "sample_source_episodes", "source_names", "union_of"]
+__all__ = ["SEPARATOR", "SourcePart", "check_source_episodes", "describe_union", "is_union", "sample_source_episodes",
+           "source_names", "source_parts", "union_of"]
 
 SEPARATOR = "+"
 
@@ -78,21 +79,43 @@ def union_of(datasets: Sequence[ClassDataset], names: Sequence[str]) -> ClassDat
     return union
 
 
-def check_source_episodes(dataset: ClassDataset, ways: int, shots: int, queries: int) -> list[torch.Tensor]:
-    """The classes of each source of a union (``[tensor of class ids]``), after checking that every source can
-    give ``ways``-way episodes of ``shots + queries`` examples a class (a ValueError naming the source if not)."""
-    members = [torch.nonzero(dataset.source_of_class == s).flatten() for s in range(len(dataset.source_names))]
-    small = [(dataset.source_names[s], len(m)) for s, m in enumerate(members) if len(m) < ways]
+class SourcePart(NamedTuple):
+    """One source of a union, for sampling: its classes as a dataset of their own (class index only, no data),
+    the union's rows of its examples and the union's ids of its classes."""
+
+    index: ClassDataset
+    rows: torch.Tensor
+    classes: torch.Tensor
+
+
+def source_parts(dataset: ClassDataset) -> list[SourcePart]:
+    """The sources of a :func:`union_of` dataset, built once and kept on it: a sampler drawing from a source needs
+    only its class index, which these hold without copying any data."""
+    if getattr(dataset, "_source_parts", None) is None:
+        parts = []
+        for s, name in enumerate(dataset.source_names):
+            classes = torch.nonzero(dataset.source_of_class == s).flatten()
+            remap = torch.full((dataset.num_classes,), -1, dtype=torch.long)
+            remap[classes] = torch.arange(len(classes))
+            rows = torch.nonzero(remap[dataset.labels.cpu()] >= 0).flatten()      # in the union's row order
+            index = ClassDataset(torch.zeros(len(rows), 0), remap[dataset.labels.cpu()[rows]],
+                                 [dataset.class_names[c] for c in classes.tolist()], name)
+            parts.append(SourcePart(index, rows, classes))
+        dataset._source_parts = parts
+    return dataset._source_parts
+
+
+def check_source_episodes(dataset: ClassDataset, ways: int, shots: int, queries: int) -> list[SourcePart]:
+    """The :func:`source_parts` of a union, after checking that every source can give ``ways``-way episodes of
+    ``shots + queries`` examples a class (a ValueError naming the source if not)."""
+    parts = source_parts(dataset)
+    small = [(p.index.name, p.index.num_classes) for p in parts if p.index.num_classes < ways]
     if small:
         raise ValueError(f"{ways}-way training episodes from one source at a time need {ways} classes in each "
                          f"source, but {', '.join(f'{n} has {k}' for n, k in small)}; lower the training ways")
-    counts = dataset.class_counts
-    for s, m in enumerate(members):
-        if int(counts[m].min()) < shots + queries:
-            raise ValueError(f"{shots} shots + {queries} queries need {shots + queries} examples per class, but a "
-                             f"class of source {dataset.source_names[s]} has only {int(counts[m].min())}; lower "
-                             f"the training shots or queries")
-    return members
+    for part in parts:
+        check_episode_settings(part.index, ways, shots, queries)
+    return parts
 
 
 def _source_seed(seed: int, index: int) -> int:
@@ -108,24 +131,20 @@ def sample_source_episodes(dataset: ClassDataset, ways: int, shots: int, queries
     from one source, drawn uniformly per episode, then ``ways`` of that source's classes exactly as
     :func:`~fewshot.data.episodes.sample_episodes` draws them from the source alone (the same episode index and
     seed). Rows and classes are the union's. Every source must have ``ways`` classes."""
-    members = check_source_episodes(dataset, ways, shots, queries)
-    count = len(members)
-    parts: dict[int, tuple[ClassDataset, torch.Tensor, torch.Tensor]] = {}
-    chosen: list[EpisodeSet] = []
+    parts = check_source_episodes(dataset, ways, shots, queries)
+    fields: dict[str, list[torch.Tensor]] = {k: [] for k in ("support", "support_labels", "query", "query_labels",
+                                                             "classes")}
     for e in range(start, start + episodes):
-        s = int(torch.randint(count, (1,), generator=torch.Generator().manual_seed(_source_seed(seed, e))))
-        if s not in parts:
-            part = dataset.select_classes(members[s])
-            rows = torch.nonzero(torch.isin(dataset.labels, members[s])).flatten()   # the part's rows, in order
-            parts[s] = part, rows, members[s]
-        part, rows, classes = parts[s]
-        one = sample_episodes(part, ways, shots, queries, 1, seed=seed, start=e)
-        chosen.append(EpisodeSet(rows[one.support.long()], one.support_labels, rows[one.query.long()],
-                                 one.query_labels, classes[one.classes.long()], ways, shots, queries, seed,
-                                 dataset.episodes_fingerprint()))
-    return EpisodeSet(*(torch.cat([getattr(c, k) for c in chosen]) for k in
-                        ("support", "support_labels", "query", "query_labels", "classes")),
-                      ways, shots, queries, seed, dataset.episodes_fingerprint())
+        s = int(torch.randint(len(parts), (1,), generator=torch.Generator().manual_seed(_source_seed(seed, e))))
+        part = parts[s]
+        one = sample_episodes(part.index, ways, shots, queries, 1, seed=seed, start=e)
+        fields["support"].append(part.rows[one.support.long()])
+        fields["query"].append(part.rows[one.query.long()])
+        fields["classes"].append(part.classes[one.classes.long()])
+        fields["support_labels"].append(one.support_labels)
+        fields["query_labels"].append(one.query_labels)
+    return EpisodeSet(*(torch.cat(v) for v in fields.values()), ways, shots, queries, seed,
+                      dataset.episodes_fingerprint())
 
 
 def describe_union(dataset: ClassDataset) -> dict[str, Any]:
